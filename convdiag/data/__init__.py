@@ -1,0 +1,1 @@
+"""Datasets: loaders for mask folders, points tables and COCO JSON; the synthetic generator."""
