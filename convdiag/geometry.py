@@ -38,7 +38,9 @@ def stride_of(level: str | int) -> int:
         return 2 ** int(m.group(1))
     if text.isdigit():
         return stride_of(int(text))
-    raise InputError(f"unknown level {level!r}: use P0..P{MAX_LEVEL} (e.g. P2) or a stride (e.g. 4)")
+    raise InputError(
+        f"unknown level {level!r}: use P0..P{MAX_LEVEL} (e.g. P2) or a stride (e.g. 4)"
+    )
 
 
 def level_name(level: str | int) -> str:
@@ -88,7 +90,9 @@ def cell_to_point(
     """
     s = stride_of(level)
     c = np.asarray(cells, dtype=np.float64).reshape(-1, 2)
-    off = np.full_like(c, 0.5) if offsets is None else np.asarray(offsets, np.float64).reshape(-1, 2)
+    off = (
+        np.full_like(c, 0.5) if offsets is None else np.asarray(offsets, np.float64).reshape(-1, 2)
+    )
     return np.stack([(c[:, 1] + off[:, 0]) * s, (c[:, 0] + off[:, 1]) * s], axis=1)
 
 

@@ -177,8 +177,11 @@ def apply_remedy(recipe: Recipe, rid: str, params: dict[str, Any] | None = None)
     p = {**REMEDY_DEFAULTS[rid], **(params or {})}
     r = Recipe.from_dict(recipe.to_dict())
     if rid == "soft-labels":
-        r.labels, r.kernel, r.sigma, r.trunc = "soft", int(p["kernel"]), float(p["sigma"]), float(
-            p["trunc"]
+        r.labels, r.kernel, r.sigma, r.trunc = (
+            "soft",
+            int(p["kernel"]),
+            float(p["sigma"]),
+            float(p["trunc"]),
         )
         r.schedule = None
     elif rid == "sigma-schedule":

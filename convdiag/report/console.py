@@ -27,7 +27,9 @@ def stderr_console() -> Console:
 
 
 @contextmanager
-def progress(description: str, total: int | None, quiet: bool = False) -> Iterator[Callable[..., None]]:
+def progress(
+    description: str, total: int | None, quiet: bool = False
+) -> Iterator[Callable[..., None]]:
     """A rich progress bar on stderr; yields ``advance(n=1, **fields)``."""
     bar = Progress(
         TextColumn("[bold]{task.description}"),

@@ -1,0 +1,62 @@
+"""Training curves: loss, F1 and false positives per image against step, one line per run."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from convdiag.report.io import save_figure
+
+COLOURS = {"baseline": "#c0392b", "remedy": "#1f77b4", "train": "#1f77b4"}
+
+
+def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for r in rows:
+        v = r.get(key)
+        if v is None or v == "":
+            continue
+        v = float(v)
+        if math.isfinite(v):
+            xs.append(float(r["step"]))
+            ys.append(v)
+    return xs, ys
+
+
+def plot_curves(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike[str]
+) -> None:
+    """Three panels against step: validation cls loss with the constant-predictor loss
+    (dashed), F1 at threshold 0.5 and best F1, and FP per image (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for name, rows in runs.items():
+        c = COLOURS.get(name)
+        x, y = _series(rows, "cls_loss")
+        axes[0].plot(x, y, marker="o", ms=3, color=c, label=f"{name} val cls loss")
+        x, y = _series(rows, "constant_loss")
+        axes[0].plot(x, y, ls="--", color=c, alpha=0.6, label=f"{name} constant predictor")
+        x, y = _series(rows, "f1_at_0.5")
+        axes[1].plot(x, y, marker="o", ms=3, color=c, label=f"{name} F1 @ 0.5")
+        x, y = _series(rows, "best_f1")
+        axes[1].plot(x, y, ls=":", color=c, label=f"{name} best F1")
+        x, y = _series(rows, "fp_per_image")
+        axes[2].plot(x, [max(v, 1e-2) for v in y], marker="o", ms=3, color=c, label=name)
+    axes[0].set_title("classification loss (validation)")
+    axes[0].set_yscale("log")
+    axes[1].set_title("F1 (validation)")
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[2].set_title("false positives per image @ 0.5")
+    axes[2].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)

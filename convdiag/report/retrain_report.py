@@ -1,0 +1,59 @@
+"""Rendering of a retrain / demo report: before, baseline and remedy side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+from convdiag.evaluate import SUMMARY_KEYS
+from convdiag.recipe import Recipe
+from convdiag.report.console import md_table, table
+
+LABELS = {
+    "f1_at_0.5": "F1 @ 0.5",
+    "best_f1": "best F1",
+    "best_threshold": "best threshold",
+    "precision": "precision @ 0.5",
+    "recall": "recall (Pd) @ 0.5",
+    "fp_per_image": "FP / image @ 0.5",
+    "loc_error_px": "loc. error (px)",
+    "cls_loss": "cls loss",
+    "constant_loss": "constant-predictor loss",
+}
+
+
+def comparison_rows(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows: one row per SUMMARY_KEYS metric, a column per run present."""
+    runs = [k for k in ("before", "baseline", "remedy") if report.get(k)]
+    rows = [[LABELS[k], *(report[r].get(k) for r in runs)] for k in SUMMARY_KEYS]
+    return ["metric", *runs], rows
+
+
+def _recipes(report: dict[str, Any]) -> list[str]:
+    rec = report.get("recipes") or {}
+    out = []
+    for name in ("baseline", "remedy"):
+        if name in rec:
+            out.append(f"{name}: {Recipe.from_dict(rec[name]).describe()}")
+    return out
+
+
+def render_table(console: Console, report: dict[str, Any]) -> None:
+    """Print the comparison as a rich table with the recipes under it."""
+    cols, rows = comparison_rows(report)
+    steps = report.get("steps")
+    console.print(table(f"Retrained {steps} steps (seed {report.get('seed')})", cols, rows))
+    for line in _recipes(report):
+        console.print(f"  {line}")
+    for s in report.get("skipped_remedies") or []:
+        console.print(f"  skipped {s['id']}: {s['why']}")
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The comparison as Markdown."""
+    cols, rows = comparison_rows(report)
+    text = f"## Retrain: {report.get('steps')} steps, seed {report.get('seed')}\n\n"
+    text += md_table(cols, rows)
+    text += "".join(f"\n- {line}" for line in _recipes(report)) + "\n"
+    return text
