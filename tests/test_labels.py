@@ -79,9 +79,9 @@ def test_soft_matches_reference_borders_and_overlaps(kernel, sigma):
     rng = np.random.default_rng(kernel * 10 + int(sigma * 10))
     # corners, borders, two overlapping targets, one shared cell, offsets on both sides of 0.5
     pts = np.array(
-        [[0.1, 0.2], [63.9, 47.9], [0.5, 30.0], [30.0, 47.0], [20.0, 20.0], [26.5, 22.0]]
-        + [[41.0, 9.0], [41.5, 9.5], [14.0, 34.0], [13.9, 33.9]]
-    )
+        [[0.1, 0.2], [63.9, 47.9], [0.5, 30.0], [30.0, 47.0], [20.0, 20.0], [26.5, 22.0],
+         [41.0, 9.0], [41.5, 9.5], [14.0, 34.0], [13.9, 33.9]]
+    )  # fmt: skip
     pts = np.concatenate([pts, rng.uniform([0, 0], [64, 48], (6, 2))])
     for level, stride in (("P2", 4), ("P3", 8)):
         got = render_heatmap(pts, (48, 64), level, kernel=kernel, sigma=sigma, trunc=0.1)
