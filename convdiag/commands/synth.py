@@ -108,9 +108,13 @@ def command(
     from convdiag.data.synth import SynthConfig, synthesize
     from convdiag.report.console import emit, md_table, progress, table
 
+    try:
+        hw = parse_size(size)
+    except InputError as e:
+        raise InputError(f"--size {e}") from None
     config = SynthConfig(
         n=n,
-        size=parse_size(size),
+        size=hw,
         targets=parse_int_range(targets, "--targets"),
         psf=parse_float_range(psf, "--psf"),
         snr=snr,
