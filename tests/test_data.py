@@ -633,3 +633,15 @@ def test_read_mask_modes(tmp_path: Path, mode: str) -> None:
         save(path, m)
     assert Image.open(path).mode == mode
     np.testing.assert_array_equal(read_mask(path), m)
+
+
+def test_mask_without_image(tmp_path: Path) -> None:
+    mask_folder(tmp_path, n=3)
+    (tmp_path / "images" / "img1.png").unlink()
+    orphan = tmp_path / "masks" / "img1.png"
+    with pytest.raises(InputError, match="mask without an image") as e:
+        load_dataset(tmp_path)
+    assert str(orphan) in str(e.value)
+    ds = load_dataset(tmp_path, opts(on_mismatch="skip"))
+    assert [r.id for r in ds.records] == ["img0", "img2"]
+    assert [f for f, _ in ds.skipped] == [str(orphan)]

@@ -10,7 +10,9 @@ Formats (``DatasetOptions.data_format``; ``auto`` detects them in this order):
 - masks: a folder with ``images/`` and ``masks/`` (or IRSTD-1k's ``*_Img/`` and
   ``*_Label/``), even when a points table sits beside them. A mask is matched to its image
   by stem, with or without a suffix (``Misc_1_pixels0.png`` for ``Misc_1.png``); non-image
-  files in ``masks/`` are ignored. A target is an 8-connected component of mask > 0, its
+  files in both folders are ignored. An image without a mask, a mask without an image, or a
+  mask of another size is an InputError unless ``--on-mismatch skip`` (then reported in
+  ``dataset.skipped``). A target is an 8-connected component of mask > 0, its
   point the mean of its pixel centres (c + 0.5, r + 0.5).
 - points: a ``.csv`` file, or a folder holding ``points.csv`` or exactly one CSV, with a
   header ``image,x,y[,class]``. Image paths are relative to the table's folder or to
@@ -259,11 +261,14 @@ def _scan_masks(root: Path, opts: DatasetOptions) -> _Source:
         raise InputError(f"no images in {img_dir}")
     by_id = _unique_ids(images, img_dir)
     masks_of: dict[str, list[Path]] = {}
+    orphans: list[tuple[str, str]] = []
     for m in sorted(mask_dir.iterdir()):
         if is_image_file(m) and m.is_file():
             owner = _mask_owner(m.stem, by_id)
             if owner is not None:
                 masks_of.setdefault(owner, []).append(m)
+            else:  # most often an image that went missing
+                _mismatch(opts, orphans, m, f"mask without an image in {img_dir}")
 
     def mask_for(ident: str) -> Path | None:
         found = masks_of.get(ident, [])
@@ -277,7 +282,7 @@ def _scan_masks(root: Path, opts: DatasetOptions) -> _Source:
 
     def build(ids: list[str]) -> PointDataset:
         records: list[Record] = []
-        skipped: list[tuple[str, str]] = []
+        skipped: list[tuple[str, str]] = list(orphans)
         for ident in ids:
             img = by_id[ident]
             mask_path = mask_for(ident)
