@@ -584,7 +584,7 @@ def recommend(stats: dict[str, Any]) -> dict[str, Any]:
     beyond = math.exp(-((half + 1) ** 2) / (2 * sigma**2))
     kernel_why = (
         f"Gaussian at {half} cell(s) = {edge:.3f}"
-        + (">=" if edge >= trunc else "<")
+        + (" >=" if edge >= trunc else " <")
         + f" trunc {trunc:g}, at {half + 1} = {beyond:.3f}"
         + (f" < {trunc:g}" if beyond < trunc else f" (clamped to {KERNEL_RANGE[1]})")
     )
