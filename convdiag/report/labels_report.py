@@ -228,6 +228,7 @@ def plot_pos_fraction(stats: dict[str, Any], path: str | Path) -> None:
                     rotation=90,
                     xytext=(0, 2),
                     textcoords="offset points",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75},
                 )
     ax.axhline(1 / 1001, color="crimson", lw=1, ls="--", label="1:1000 (extreme imbalance)")
     ax.set_yscale("log")
