@@ -1,0 +1,43 @@
+"""Streaming analyses of one level; ``build_analyses`` gives the registry's instances.
+
+Each module holds one analysis (``update(step)`` / ``compute()`` / ``state()`` /
+``merge(state)``; see ``analyses.base``). The order of ``ANALYSES`` is the report's order.
+"""
+
+from __future__ import annotations
+
+from convdiag.analyses.base import Analysis, AnalysisContext, AnalysisStep, Candidate
+from convdiag.analyses.detections import DetectionAnalysis
+from convdiag.analyses.gradients import GradientAnalysis
+from convdiag.analyses.heads import HeadGradientAnalysis
+from convdiag.analyses.loss import LossAnalysis
+from convdiag.analyses.offsets import OffsetAnalysis
+from convdiag.analyses.outputs import OutputAnalysis
+from convdiag.analyses.scores import ScoreAnalysis
+
+ANALYSES = ("outputs", "scores", "loss", "gradients", "heads", "offsets", "detections")
+
+__all__ = [
+    "ANALYSES",
+    "Analysis",
+    "AnalysisContext",
+    "AnalysisStep",
+    "Candidate",
+    "build_analyses",
+]
+
+
+def build_analyses(
+    ctx: AnalysisContext, head_params: dict[str, int] | None = None
+) -> dict[str, Analysis]:
+    """One fresh instance of every analysis for the level of ``ctx``, keyed by name."""
+    made: dict[str, Analysis] = {
+        "outputs": OutputAnalysis(),
+        "scores": ScoreAnalysis(ctx.threshold),
+        "loss": LossAnalysis(ctx.recipe),
+        "gradients": GradientAnalysis(ctx),
+        "heads": HeadGradientAnalysis(ctx.recipe, head_params),
+        "offsets": OffsetAnalysis(ctx.stride),
+        "detections": DetectionAnalysis(ctx.radius, ctx.threshold),
+    }
+    return {k: made[k] for k in ANALYSES}
