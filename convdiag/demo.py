@@ -34,7 +34,8 @@ class DemoConfig:
     retrain_steps: int = 600
     seed: int = 0
     remedies: list[tuple[str, dict[str, Any]]] | None = None
-    snr: float = 3.0
+    snr: float = 8.0
+    clutter: float = 0.3
 
 
 def baseline_recipe(seed: int) -> Recipe:
@@ -61,7 +62,9 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
 
     say = (lambda *a: None) if quiet else console.print
     data = out / "data"
-    synthesize(data, SynthConfig(n=cfg.n, size=cfg.size, seed=cfg.seed, snr=cfg.snr))
+    synthesize(
+        data, SynthConfig(n=cfg.n, size=cfg.size, seed=cfg.seed, snr=cfg.snr, clutter=cfg.clutter)
+    )
     train_ds, val_ds = load_train_val(data, None, seed=cfg.seed)
     say(
         f"[bold]1. Data[/]: {len(train_ds)} training and {len(val_ds)} validation images of "

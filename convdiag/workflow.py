@@ -20,7 +20,7 @@ from convdiag.geometry import grid_size, point_to_cell
 from convdiag.options import ModelOptions, RecipeOptions
 from convdiag.recipe import Recipe, apply_remedy
 from convdiag.report.curves import plot_curves
-from convdiag.report.io import write_json
+from convdiag.report.io import prepare_out_dir, write_json
 from convdiag.train import CheckpointTarget, TrainResult, train, write_history
 
 REFERENCE = "convdiag.models:reference"
@@ -201,6 +201,8 @@ def retrain_compare(
     fixed = base
     for rid, params in remedies:
         fixed = apply_remedy(fixed, rid, params)
+    if out:
+        out = prepare_out_dir(out)
     runner = spec.runner(model, device)
     before = evaluate(runner, val_ds, base, batch_size=base.batch)
     runs: dict[str, TrainResult] = {}

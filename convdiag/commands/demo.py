@@ -22,6 +22,20 @@ from convdiag.options import RunOptions, run_options
 )
 @click.option("--size", default="240x320", show_default=True, help="Image size HxW.")
 @click.option(
+    "--snr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=8.0,
+    show_default=True,
+    help="Target peak over sensor-noise std of the synthetic set.",
+)
+@click.option(
+    "--clutter",
+    type=click.FloatRange(min=0),
+    default=0.3,
+    show_default=True,
+    help="Background clutter strength of the synthetic set.",
+)
+@click.option(
     "--steps",
     type=click.IntRange(min=1),
     default=600,
@@ -43,7 +57,7 @@ from convdiag.options import RunOptions, run_options
 )
 @run_options()
 def command(
-    n_images: int, size: str, steps: int, retrain_steps: int, remedy_texts: tuple[str, ...],
+    n_images: int, size: str, snr: float, clutter: float, steps: int, retrain_steps: int, remedy_texts: tuple[str, ...],
     run: RunOptions,
 ) -> int:  # fmt: skip
     """Show why a P2 point detector with hard labels collapses, and fix it.
@@ -60,7 +74,7 @@ def command(
 
     remedies = [parse_remedy(t) for t in remedy_texts] or None
     cfg = DemoConfig(n=n_images, size=parse_size(size), steps=steps, retrain_steps=retrain_steps,
-                     seed=run.seed, remedies=remedies)  # fmt: skip
+                     seed=run.seed, remedies=remedies, snr=snr, clutter=clutter)  # fmt: skip
     quiet = run.format == "json"
     if run.out:
         out = prepare_out_dir(run.out)
