@@ -186,9 +186,15 @@ def make_step(
 
 
 def probe_levels(runner: ModelRunner, ds: PointDataset) -> list[str]:
-    """The levels the model outputs, from a forward pass on the first image."""
-    with torch.no_grad():
-        outs = runner(make_batch(ds, [0], runner.pad_to).images)
+    """The levels the model outputs, from a forward pass on the first image (eval mode, so
+    BatchNorm statistics are left alone)."""
+    was_training = runner.model.training
+    runner.model.eval()
+    try:
+        with torch.no_grad():
+            outs = runner(make_batch(ds, [0], runner.pad_to).images)
+    finally:
+        runner.model.train(was_training)
     return list(outs)
 
 

@@ -33,10 +33,14 @@ class Thresholds:
     """Diagnosis thresholds; every field can be set in ``[tool.convdiag.thresholds]``.
 
     f1_min: F1 at the threshold below this = detection failed. auc_min: target-vs-background
-    AUC at or above this = ranking present. fp_per_image_max / precision_max_flood: more FP
-    per image (and precision below) = fp-flood. grad_share_min: target-area share of the cls
-    gradient mass below this, or grad_cells_90_max: share of cells carrying 90% of it above
-    this = gradient-starvation. offset_std_ratio_min / offset_r2_min: both below =
+    AUC at or above this (and some threshold reaching F1 >= f1_min) = ranking present.
+    calibration_f1_share / calibration_peak_share: with ranking present, F1 at the threshold
+    below this share of the best F1 at any threshold while fewer than this share of the
+    targets' peaks reach the threshold = calibration-collapse (also when not failed); the
+    peak share also gates gradient-starvation (targets not learned yet). fp_per_image_max /
+    precision_max_flood: more FP per image (and precision below) = fp-flood. grad_share_min:
+    target-area share of the cls gradient mass below this, or grad_cells_90_max: share of
+    cells carrying 90% of it above this = gradient-starvation. offset_std_ratio_min / offset_r2_min: both below =
     regression-collapse, when offsets matter: cell-centre RMS error above
     offset_needed_radius_share x radius. quantization_radius_share: label quantisation p95
     above this x radius (and the model's p90 error above the radius) = label-quantization.
@@ -47,6 +51,8 @@ class Thresholds:
 
     f1_min: float = 0.1
     auc_min: float = 0.9
+    calibration_f1_share: float = 0.5
+    calibration_peak_share: float = 0.5
     fp_per_image_max: float = 5.0
     precision_max_flood: float = 0.3
     grad_share_min: float = 0.2
@@ -308,6 +314,8 @@ def _collapse(c: _Ctx) -> list[Finding]:
     failed = f1 is not None and f1 < th.f1_min
     out: list[Finding] = []
     base = _ev(
+        peaks_above_threshold=m["peaks_above_threshold"],
+        calibration_peak_share=th.calibration_peak_share,
         f1_at_threshold=f1,
         threshold=thr,
         f1_min=th.f1_min,
@@ -325,9 +333,17 @@ def _collapse(c: _Ctx) -> list[Finding]:
     if flood and (failed or (prec is not None and prec < th.precision_max_flood)):
         out.append(_fp_flood(c, base, fp, prec))
         return out
-    if not failed:
-        return out
     ranking = auc is not None and auc >= th.auc_min and low is not None and low >= th.f1_min
+    peaks = m["peaks_above_threshold"]
+    under = (
+        peaks is not None
+        and peaks < th.calibration_peak_share
+        and low is not None
+        and f1 is not None
+        and f1 < th.calibration_f1_share * low
+    )
+    if not (failed or (ranking and under)):
+        return out
     rems_all = (
         "focal-loss",
         "soft-labels",
@@ -346,7 +362,8 @@ def _collapse(c: _Ctx) -> list[Finding]:
                 base,
                 f"At {c.level} the model ranks targets above background (AUC {auc:.3f}, "
                 f"F1 {low:.2f} at threshold {m['best_threshold_low']:g}) but its target peaks "
-                f"(median {_num(m['peak_score_p50'])}) never reach {thr:g}, so F1 at {thr:g} "
+                f"(median {_num(m['peak_score_p50'])}; {_pct(peaks)} reach {thr:g}) stay below "
+                f"the threshold, so F1 at {thr:g} "
                 f"is {f1:.2f}. The signal is there and the scores are pinned low by the "
                 "imbalanced loss; lift them (or lower the threshold) rather than relearn.",
                 rem,
@@ -570,7 +587,10 @@ def _starvation(c: _Ctx) -> Finding | None:
     th = c.th
     low = share is not None and share < th.grad_share_min
     diffuse = cells90 is not None and cells90 > th.grad_cells_90_max
-    if not (low or diffuse):
+    peaks = c.m["peaks_above_threshold"]
+    # A converged model has tiny, evenly spread gradients: only unlearned targets starve.
+    unlearned = peaks is None or peaks < th.calibration_peak_share
+    if not (low or diffuse) or not unlearned:
         return None
     sh = cur.get("shares", {})
     rem = _signal_remedies(
@@ -606,6 +626,13 @@ def _heads(c: _Ctx) -> Finding | None:
     if 1.0 / mx <= ratio <= mx:
         return None
     weak = "classification" if ratio < 1 else "offset"
+    # An imbalance only matters while the weaker task still fails (an L1 gradient never
+    # vanishes, so a converged classifier always looks weak next to it).
+    f1, r2 = c.m["f1_at_threshold"], c.m["offset_r2"]
+    if weak == "classification" and f1 is not None and f1 >= c.th.calibration_f1_share:
+        return None
+    if weak == "offset" and (r2 is None or r2 >= c.th.offset_r2_min):
+        return None
     rem = []
     if weak == "classification" and not c.recipe.loss_ramp:
         rem.append(
