@@ -278,6 +278,8 @@ def train(
         raise InputError("the training set is empty")
     model = runner.model
     model.train()
+    if target is not None:
+        target.path.parent.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
     step, history = 0, []
     if resume:

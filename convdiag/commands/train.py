@@ -119,14 +119,15 @@ def command(
         )  # fmt: skip
     write_history(out / "history.csv", result.history)
     plot_curves({"train": result.history}, out / "curves.png")
-    data_out = {
+    final = {k: v for k, v in result.final.items() if k != "curves"}
+    data_out: dict[str, Any] = {
         "checkpoint": str(out / "checkpoint.pt"),
         "recipe": recipe.to_dict(),
         "steps": result.step,
         "seconds": result.seconds,
-        "final": {k: v for k, v in result.final.items() if k != "curves"},
+        "final": final,
     }
-    rows = [(k, v) for k, v in data_out["final"].items()]
+    rows = list(final.items())
 
     def render(console: Any) -> None:
         console.print(f"[bold]Trained[/] {recipe.describe()} for {result.step} steps "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -18,12 +19,12 @@ from convdiag.report.io import to_json
 def stdout_console() -> Console:
     """Console on stdout (width from the terminal, 120 when not a terminal)."""
     width = None if os.isatty(1) else 120
-    return Console(file=click.get_text_stream("stdout"), width=width, soft_wrap=False)
+    return Console(file=sys.stdout, width=width, soft_wrap=False)
 
 
 def stderr_console() -> Console:
     """Console on stderr, for progress and notes."""
-    return Console(file=click.get_text_stream("stderr"), stderr=True)
+    return Console(file=sys.stderr, stderr=True)
 
 
 @contextmanager
