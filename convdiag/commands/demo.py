@@ -57,9 +57,15 @@ from convdiag.options import RunOptions, run_options
 )
 @run_options()
 def command(
-    n_images: int, size: str, snr: float, clutter: float, steps: int, retrain_steps: int, remedy_texts: tuple[str, ...],
+    n_images: int,
+    size: str,
+    snr: float,
+    clutter: float,
+    steps: int,
+    retrain_steps: int,
+    remedy_texts: tuple[str, ...],
     run: RunOptions,
-) -> int:  # fmt: skip
+) -> int:
     """Show why a P2 point detector with hard labels collapses, and fix it.
 
     Synthesises a dim-target set, trains the P2 hard-label BCE recipe (zero bias, crops
