@@ -200,25 +200,34 @@ class DetectionMetrics:
             st["images"] += 1
             st["pixels"] += int(hh) * int(ww)
             st["targets"] += len(g)
-            # Scores are sorted descending: the predictions kept at t are a prefix.
+            # Scores are sorted descending: the predictions kept at t are a prefix. Only the
+            # predictions with a target within r can match, so the matching at t depends
+            # only on how many of those are in the prefix: one assignment per distinct count.
             counts = np.searchsorted(-s, -self.thresholds, side="right")
-            cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+            cand = np.flatnonzero((np.isfinite(dist) & (dist < self.radius)).any(axis=1))
+            cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             for ti, k in enumerate(counts):
                 k = int(k)
-                if k not in cache:
-                    cache[k] = match_distances(dist[:k], self.radius)
-                pi, _, d = cache[k]
+                kc = int(np.searchsorted(cand, k))
+                if kc not in cache:
+                    pi, _, d = match_distances(dist[cand[:kc]], self.radius)
+                    cache[kc] = (cand[pi], d)
+                pi, d = cache[kc]
                 st["tp"][ti] += len(pi)
                 st["fp"][ti] += k - len(pi)
                 st["fn"][ti] += len(g) - len(pi)
                 st["dist_sum"][ti] += float(d.sum())
-            pi_all = match_distances(dist, self.radius)[0]
+            pi_all = (
+                cache[len(cand)][0]
+                if len(cand) in cache
+                else cand[match_distances(dist[cand], self.radius)[0]]
+            )
             is_tp = np.zeros(len(s), bool)
             is_tp[pi_all] = True
             st["tp_score_hist"] += np.histogram(np.clip(s[is_tp], 0, 1), SCORE_BINS)[0]
             st["fp_score_hist"] += np.histogram(np.clip(s[~is_tp], 0, 1), SCORE_BINS)[0]
             k05 = int(counts[self._i05])
-            pi05 = cache[k05][0]
+            pi05 = cache[int(np.searchsorted(cand, k05))][0]
             fp05 = np.ones(k05, bool)
             fp05[pi05] = False
             st["fp_count_hist"][min(int(fp05.sum()), MAX_FP_COUNT)] += 1
