@@ -51,6 +51,7 @@ def trained_checkpoint(
         train_ds, val_ds = load_train_val(tiny_dataset, None, seed=0)
         rec = Recipe(**recipe)  # type: ignore[arg-type]
         spec = new_model_spec(rec, ModelOptions(), label_prior(train_ds, rec.level))
+        torch.manual_seed(rec.seed)  # the initial weights must not depend on earlier tests
         run_training(spec, spec.build(), train_ds, val_ds, rec, steps, out, "checkpoint.pt",
                      torch.device("cpu"), "test", eval_every=steps)  # fmt: skip
         cache[key] = out / "checkpoint.pt"
