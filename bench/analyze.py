@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,8 +66,9 @@ def make_model(seed: int = 0) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     model = reference(head="P2", width=16, prior=3e-4, bias_init="prior")
+    head: Any = model.heads["P2"]
     with torch.no_grad():
-        model.heads["P2"].cls.out.weight.normal_(0, 0.5)
+        head.cls.out.weight.normal_(0, 0.5)
     return model.eval()
 
 
