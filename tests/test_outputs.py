@@ -159,7 +159,9 @@ def test_resolve_callable(user_module: Path) -> None:
     assert resolve_callable("cd_user_mod:adapter")(5) == 5
     assert resolve_callable("cd_user_mod:Box.make", "--model")(1) == 2
     assert resolve_callable(str(user_module / "cd_user_mod.py") + ":Box.make")(2) == 3
-    assert resolve_callable("convdiag.models:reference", "--model") is not None
+    import convdiag.models.reference as ref_module  # rebinds convdiag.models.reference
+
+    assert resolve_callable("convdiag.models:reference", "--model") is ref_module.reference
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ import math
 import os
 import re
 import sys
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,11 @@ def resolve_callable(spec: str, what: str = "--adapter") -> Callable[..., Any]:
             raise InputError(
                 f"{what} {spec!r}: {module_name!r} has no attribute {attr!r}"
             ) from None
+    last = attr.rsplit(".", 1)[-1]
+    if isinstance(obj, types.ModuleType) and callable(getattr(obj, last, None)):
+        # Importing submodule convdiag.models.reference rebinds the package attribute
+        # ``reference`` (the factory) to the module: take the module's same-named callable.
+        obj = getattr(obj, last)
     if not callable(obj):
         raise InputError(f"{what} {spec!r}: {attr!r} is not callable")
     return obj  # type: ignore[no-any-return]
