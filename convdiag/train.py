@@ -1,6 +1,6 @@
 """The short training loop behind ``train``, ``retrain`` and ``demo``.
 
-AdamW, seeded and deterministic on CPU. Each step draws its batch from a generator seeded
+AdamW with a short warm-up and cosine decay, seeded and deterministic on CPU. Each step draws its batch from a generator seeded
 with (seed, step), so a resumed run sees exactly the batches an uninterrupted run would.
 Labels are rendered per batch at the step's progress (fixed window or schedule); crops are
 drawn anywhere unless ``oversample`` centres a share of them near a target; ``copy_paste``
@@ -347,6 +347,8 @@ def train(
                 loss, cls_l, reg_l = training_loss(runner, batch, recipe, step / steps)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(recipe.lr, step, steps)
                 opt.step()
                 step += 1
                 window.append((float(loss.detach()), cls_l, reg_l))
@@ -367,6 +369,19 @@ def train(
     return TrainResult(
         history, final, step, target.path if target else None, time.perf_counter() - t0
     )
+
+
+def learning_rate(base: float, step: int, steps: int) -> float:
+    """Linear warm-up over the first 5% of steps (at most 50), then cosine decay to 5% of base.
+
+    lr(t) = base * (t + 1) / w for t < w, else base * (0.05 + 0.95 * 0.5 * (1 + cos(pi * u)))
+    with u = (t - w) / (steps - w).
+    """
+    warm = min(50, max(1, steps // 20))
+    if step < warm:
+        return base * (step + 1) / warm
+    u = (step - warm) / max(1, steps - warm)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * u)))
 
 
 def _ramp(recipe: Recipe, progress: float) -> float:
