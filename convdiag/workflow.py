@@ -213,11 +213,13 @@ def retrain_compare(
             on_step=(lambda s, i: on_step("baseline", s, i)) if on_step else None,
         )  # fmt: skip
     rspec, rmodel = remedy_model(spec, model, base, fixed)
+    # The remedy's curve starts from the same weights, measured under the remedy's own loss.
+    remedy_start = evaluate(rspec.runner(rmodel, device), val_ds, fixed, batch_size=fixed.batch)
     runs["remedy"] = run_training(
         rspec, rmodel, train_ds, val_ds, fixed, steps, out, "retrained.pt", device, "remedy",
         eval_every, on_step=(lambda s, i: on_step("remedy", s, i)) if on_step else None,
     )  # fmt: skip
-    start = {"step": 0, **summary(before)}
+    starts = {"baseline": before, "remedy": remedy_start}
     report: dict[str, Any] = {
         "before": summary(before),
         "baseline": summary(runs["baseline"].final) if "baseline" in runs else None,
@@ -228,7 +230,7 @@ def retrain_compare(
         "seed": seed,
         "level": runs["remedy"].final.get("level"),
         "seconds": {k: r.seconds for k, r in runs.items()},
-        "history": {k: [start, *r.history] for k, r in runs.items()},
+        "history": {k: [_start_row(k, starts[k]), *r.history] for k, r in runs.items()},
     }
     if out:
         rows = [{**row, "run": name} for name, hist in report["history"].items() for row in hist]
@@ -236,6 +238,12 @@ def retrain_compare(
         plot_curves(report["history"], out / "curves.png")
         write_json(out / "report.json", report)
     return report
+
+
+def _start_row(run: str, ev: dict[str, Any]) -> dict[str, Any]:
+    row = {"run": run, "step": 0, "progress": 0.0, **summary(ev)}
+    row["loss_ratio"] = ev.get("loss_ratio")
+    return row
 
 
 def deltas(report: dict[str, Any]) -> list[tuple[str, Any, Any, Any]]:

@@ -25,11 +25,25 @@ def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], l
     return xs, ys
 
 
+def _ratio(rows: Sequence[Mapping[str, Any]]) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for r in rows:
+        try:
+            v = float(r["cls_loss"]) / float(r["constant_loss"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            continue
+        if math.isfinite(v) and v > 0:
+            xs.append(float(r["step"]))
+            ys.append(v)
+    return xs, ys
+
+
 def plot_curves(
     runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike[str]
 ) -> None:
-    """Three panels against step: validation cls loss with the constant-predictor loss
-    (dashed), F1 at threshold 0.5 and best F1, and FP per image (log scale)."""
+    """Three panels against step: validation cls loss over the constant-predictor loss (1 =
+    no better than predicting the label prior everywhere), F1 at threshold 0.5 and best F1,
+    and FP per image (log scale)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,22 +52,22 @@ def plot_curves(
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for name, rows in runs.items():
         c = COLOURS.get(name)
-        x, y = _series(rows, "cls_loss")
-        axes[0].plot(x, y, marker="o", ms=3, color=c, label=f"{name} val cls loss")
-        x, y = _series(rows, "constant_loss")
-        axes[0].plot(x, y, ls="--", color=c, alpha=0.6, label=f"{name} constant predictor")
+        x, y = _ratio(rows)
+        axes[0].plot(x, y, marker="o", ms=3, color=c, label=name)
         x, y = _series(rows, "f1_at_0.5")
         axes[1].plot(x, y, marker="o", ms=3, color=c, label=f"{name} F1 @ 0.5")
         x, y = _series(rows, "best_f1")
         axes[1].plot(x, y, ls=":", color=c, label=f"{name} best F1")
         x, y = _series(rows, "fp_per_image")
-        axes[2].plot(x, [max(v, 1e-2) for v in y], marker="o", ms=3, color=c, label=name)
-    axes[0].set_title("classification loss (validation)")
+        axes[2].plot(x, y, marker="o", ms=3, color=c, label=name)
+    axes[0].axhline(1.0, ls="--", color="grey", lw=1, label="constant predictor")
+    axes[0].set_title("val cls loss / constant-predictor loss")
     axes[0].set_yscale("log")
     axes[1].set_title("F1 (validation)")
     axes[1].set_ylim(-0.02, 1.02)
     axes[2].set_title("false positives per image @ 0.5")
-    axes[2].set_yscale("log")
+    axes[2].set_yscale("symlog", linthresh=0.1)
+    axes[2].set_ylim(bottom=0)
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
