@@ -32,21 +32,24 @@ from convdiag.recipe import REMEDY_DEFAULTS, Recipe
 class Thresholds:
     """Diagnosis thresholds; every field can be set in ``[tool.convdiag.thresholds]``.
 
-    f1_min: F1 at the threshold below this = detection failed. auc_min: target-vs-background
-    AUC at or above this (and some threshold reaching F1 >= f1_min) = ranking present.
-    calibration_f1_share / calibration_peak_share: with ranking present, F1 at the threshold
-    below this share of the best F1 at any threshold while fewer than this share of the
-    targets' peaks reach the threshold = calibration-collapse (also when not failed); the
-    peak share also gates gradient-starvation (targets not learned yet). fp_per_image_max /
-    precision_max_flood: more FP per image (and precision below) = fp-flood. grad_share_min:
-    target-area share of the cls gradient mass below this, or grad_cells_90_max: share of
-    cells carrying 90% of it above this = gradient-starvation. offset_std_ratio_min / offset_r2_min: both below =
-    regression-collapse, when offsets matter: cell-centre RMS error above
-    offset_needed_radius_share x radius. quantization_radius_share: label quantisation p95
-    above this x radius (and the model's p90 error above the radius) = label-quantization.
-    collision_share_max: label-collision. head_ratio_max: |grad cls| / |grad reg| outside
-    [1/x, x] = head-imbalance. nonfinite_max: share of non-finite outputs tolerated.
-    min_targets: fewer target cells than this = offset statistics not judged.
+    - f1_min: F1 at the threshold below this = detection failed.
+    - auc_min: target-vs-background AUC at or above this (and some threshold reaching
+      F1 >= f1_min) = ranking present.
+    - calibration_f1_share, calibration_peak_share: with ranking present, F1 at the threshold
+      below this share of the best F1 at any threshold while fewer than this share of the
+      targets' peaks reach the threshold = calibration-collapse (also when not failed); the
+      peak share also gates gradient-starvation (only targets not learned yet starve).
+    - fp_per_image_max, precision_max_flood: more FP per image (and, unless detection
+      failed, precision below this) = fp-flood.
+    - grad_share_min, grad_cells_90_max: target-area share of the cls gradient mass below
+      the first, or share of cells carrying 90% of it above the second = gradient-starvation.
+    - offset_std_ratio_min, offset_r2_min: both below = regression-collapse, when offsets
+      matter (cell-centre RMS error above offset_needed_radius_share x radius).
+    - quantization_radius_share: label quantisation p95 above this x radius, with the
+      model's p90 offset error above the radius = label-quantization.
+    - collision_share_max: label-collision. head_ratio_max: |grad cls| / |grad reg| outside
+      [1/x, x] = head-imbalance. nonfinite_max: share of non-finite outputs tolerated.
+    - min_targets: fewer target cells than this = offset statistics not judged.
     """
 
     f1_min: float = 0.1
@@ -314,16 +317,16 @@ def _collapse(c: _Ctx) -> list[Finding]:
     failed = f1 is not None and f1 < th.f1_min
     out: list[Finding] = []
     base = _ev(
-        peaks_above_threshold=m["peaks_above_threshold"],
-        calibration_peak_share=th.calibration_peak_share,
         f1_at_threshold=f1,
         threshold=thr,
         f1_min=th.f1_min,
         auc=auc,
         auc_min=th.auc_min,
-        fp_per_image=fp,
         best_f1_low=low,
         best_threshold_low=m["best_threshold_low"],
+        peaks_above_threshold=m["peaks_above_threshold"],
+        calibration_peak_share=th.calibration_peak_share,
+        fp_per_image=fp,
         peak_score_p50=m["peak_score_p50"],
         mean_score=m["mean_score"],
         label_prior=m["label_prior"],

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console, Group
 from rich.panel import Panel
+from rich.table import Table
 from rich.text import Text
 
 from convdiag.report.console import fmt_num, md_table, table
@@ -134,6 +135,25 @@ def findings_rows(report: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def findings_table(report: dict[str, Any]) -> Table:
+    """Findings as a rich table; long cells fold instead of being cut."""
+    t = Table(title="Findings", title_justify="left", header_style="bold", show_lines=True)
+    t.add_column("severity", no_wrap=True)
+    t.add_column("id", no_wrap=True)
+    t.add_column("level", no_wrap=True)
+    t.add_column("evidence", overflow="fold", ratio=3)
+    t.add_column("remedies (ranked)", overflow="fold", ratio=2)
+    for sev, fid, level, ev, rems in findings_rows(report):
+        t.add_row(
+            Text(sev, style=SEVERITY_STYLE.get(sev, "")),
+            fid,
+            str(level),
+            ev,
+            rems.replace("; ", "\n"),
+        )
+    return t
+
+
 def metric_rows(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """(columns, rows) of the per-level metrics table."""
     levels = list(report.get("metrics", {}))
@@ -156,11 +176,7 @@ def share_rows(report: dict[str, Any], level: str) -> list[list[Any]]:
 def render_table(console: Console, report: dict[str, Any]) -> None:
     """Summary panel, findings, metrics per level, gradient shares, remedies, model notes."""
     console.print(summary_panel(report))
-    console.print(
-        table(
-            "Findings", ["severity", "id", "level", "evidence", "remedies"], findings_rows(report)
-        )
-    )
+    console.print(findings_table(report))
     cols, rows = metric_rows(report)
     console.print(table("Metrics", cols, rows))
     for lv in report.get("metrics", {}):
