@@ -195,7 +195,7 @@ def evaluate(
     res.update(acc.compute())
     res["level"] = level
     res["curves"] = {
-        k: det[k] for k in ("thresholds", "precision", "recall", "f1", "fp_per_image") if k in det
+        k: det["curves"][k] for k in ("thresholds", "precision", "recall", "f1", "fp_per_image")
     }
     return {k: _plain(v) for k, v in res.items()}
 
