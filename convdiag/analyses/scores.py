@@ -125,7 +125,9 @@ class ScoreAnalysis(SumState):
             "targets": int(self._get("n_targets")),
             "label_prior": prior,
             "mean_score": mean_score,
-            "score_prior_ratio": safe_div(mean_score or 0.0, prior or 0.0) if prior else None,
+            "score_prior_ratio": safe_div(mean_score, prior)
+            if mean_score is not None and prior
+            else None,
             "mean_score_target": safe_div(
                 float(self._get("sum_score_target")), float(self._get("n_target_cells"))
             ),

@@ -651,7 +651,7 @@ def _plot_detections(lv: str, res: dict[str, Any]) -> Any:
                 f"{ti:g}", (max(x, 1e-3), y), fontsize=8, xytext=(3, 3), textcoords="offset points"
             )
     ax.set_xscale("log")
-    ax.set_xlabel("false positives per image (log)")
+    ax.set_xlabel("false positives per image (log; 0 drawn at 0.001)")
     ax.set_ylabel("Pd (recall)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{lv}: Pd against FP per image (labels: thresholds)")
