@@ -21,6 +21,10 @@ _LAZY = {
     "apply_remedy": "convdiag.recipe",
     "Finding": "convdiag.findings",
     "Remedy": "convdiag.findings",
+    "Monitor": "convdiag.monitor",
+    "MonitorCallback": "convdiag.monitor",
+    "ConvdiagWarning": "convdiag.monitor",
+    "analyze_log": "convdiag.logs",
 }
 
 __all__ = ["__version__", *_LAZY]
