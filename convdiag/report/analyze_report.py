@@ -549,8 +549,8 @@ def _plot_scores(lv: str, res: dict[str, Any]) -> Any:
 
 
 def _score_axes(ax: Any, sc: dict[str, Any]) -> None:
-    ax.set_xscale("log")
-    ax.set_xlim(1e-6, 1.0)
+    ax.set_xscale("logit")  # log near 0 and near 1: collapsed and confident scores both show
+    ax.set_xlim(1e-6, 1 - 1e-4)
     ax.axvline(sc["threshold"], color="k", ls="--", lw=1, label=f"threshold {sc['threshold']:g}")
     if sc.get("label_prior"):
         ax.axvline(
@@ -568,7 +568,7 @@ def _score_axes(ax: Any, sc: dict[str, Any]) -> None:
             lw=1,
             label=f"mean score {sc['mean_score']:.2g}",
         )
-    ax.set_xlabel("score (sigmoid of the logit, log scale)")
+    ax.set_xlabel("score (logit scale: log near 0 and near 1)")
     ax.legend(fontsize=8, loc="upper left")
 
 
