@@ -438,3 +438,38 @@ def test_fit_spots_recovers_the_psf_width() -> None:
     fit = fit_spots(img, pts, half=6)
     np.testing.assert_allclose(fit[:, 0], [1.0, 2.0], atol=0.15)
     np.testing.assert_allclose(fit[:, 1], 0.4, rtol=0.1)
+
+
+def test_state_merge_equals_one_pass() -> None:
+    """Two processes' states, merged, give the numbers of one pass over everything."""
+    from convdiag.analyses.gradients import GradientAnalysis
+
+    ds = make_dataset(n=6, sizes=((64, 96),), clutter=1, seed=8)
+    runner = ModelRunner(Oracle(stride=4, cls_scale=6.0, cls_bias=-2.0, reg_gain=0.5), pad_to=32)
+    recipe = Recipe()
+    cands = build_candidates(recipe, "P2", {"neg_per_pos": 300.0}, 1.0)
+
+    def ctx() -> AnalysisContext:
+        return _ctx(recipe, grid=(16, 24), candidates=cands)
+
+    whole = run_analyses(runner, ds, {"P2": ctx()}, batch_size=4)["P2"]
+    a = run_analyses(runner, ds.subset([0, 1, 2]), {"P2": ctx()})["P2"]
+    b = run_analyses(runner, ds.subset([3, 4, 5]), {"P2": ctx()})["P2"]
+    for name, an in a.items():
+        an.merge(b[name].state())
+        if isinstance(an, GradientAnalysis):
+            an.merge_example(b[name])  # type: ignore[arg-type]
+        _assert_same({"r": an.compute()}, {"r": whole[name].compute()}, rtol=1e-6)
+
+
+def test_levels_of_a_fused_model() -> None:
+    from convdiag.models.reference import reference
+
+    torch.manual_seed(0)
+    ds = make_dataset(n=2, sizes=((64, 64),), seed=1)
+    runner = ModelRunner(reference(head="fused", width=4), pad_to=32)
+    both, _ = analyze_dataset(runner, ds, Recipe(head="fused"))
+    assert list(both["metrics"]) == ["P2", "P4"] == both["model_levels"]
+    p4, _ = analyze_dataset(runner, ds, Recipe(head="fused"), levels=["p4"])
+    assert list(p4["metrics"]) == ["P4"]
+    assert p4["metrics"]["P4"] == both["metrics"]["P4"]
