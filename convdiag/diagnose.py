@@ -700,8 +700,9 @@ def diagnose(
     results: {level: {analysis: compute()}}; metrics: {level: level_metrics}; label_stats:
     ``label_statistics`` output covering the analysed levels (and coarser/finer ones for
     level changes); targets: ``measure_targets`` output; reference: whether the model is
-    the reference detector (level-change and fused-head apply to it only). With no
-    warning or error anywhere, one ``healthy`` finding per level.
+    the reference detector (level-change and fused-head apply to it only). A level with no
+    target cell is judged on its false positives only. With no warning or error anywhere,
+    one ``healthy`` finding per level.
     """
     th = thresholds or Thresholds()
     rad = float(
@@ -724,6 +725,10 @@ def diagnose(
         nf = _nonfinite(c)
         if nf is not None:
             found.append(nf)
+        if not res["scores"]["target_cells"]:
+            # Nothing to detect: only the false positives can be judged.
+            found += [f for f in _collapse(c) if f.id == "fp-flood"]
+            continue
         found += _collapse(c)
         found += _regression(c)
         found += _labels(c)

@@ -191,3 +191,8 @@ def test_bad_config_is_an_input_error(tmp_path: Path, text: str, match: str) -> 
     with pytest.raises(InputError, match=match) as e:
         load_config(tmp_path)
     assert "convdiag.toml" in str(e.value)
+
+
+def test_images_without_targets_are_judged_on_false_positives_only() -> None:
+    assert _ids(_analyze(Oracle(stride=4), targets=(0, 0))) == ["healthy"]
+    assert _ids(_analyze(Oracle(stride=4), targets=(0, 0), clutter=8)) == ["fp-flood"]
