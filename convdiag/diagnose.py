@@ -265,9 +265,14 @@ def _soft_why(c: _Ctx, params: dict[str, Any]) -> str:
 
 
 def _level_change(c: _Ctx, level: str | None, why: str) -> list[Remedy]:
+    """A level-change remedy, with the imbalance it brings when the new level is finer."""
     if level is None:
         return []
     note = "" if c.reference else " (architecture change: reference detector only)"
+    npp = c.stats["levels"].get(level, {}).get("neg_per_pos")
+    if stride_of(level) < stride_of(c.level) and npp is not None and npp > 1000:
+        note += (f"; {level} has {npp:,.0f} negatives per positive: train it with focal "
+                 "loss or soft labels")  # fmt: skip
     return [Remedy("level-change", {"level": level}, why + note)]
 
 
@@ -469,7 +474,7 @@ def _regression(c: _Ctx) -> list[Finding]:
     loc = off["loc_error_px"]
     finer = _finer_level(c.level, c.stats, c.radius, th)
     rem: list[Remedy] = []
-    if c.level != "P2":
+    if stride_of(c.level) > 4:
         note = "" if c.reference else " (reference detector only)"
         rem.append(
             Remedy(
@@ -533,9 +538,13 @@ def _labels(c: _Ctx) -> list[Finding]:
     bar = th.quantization_radius_share * c.radius
     if p95 is not None and p95 > bar and (model_p90 is None or model_p90 > c.radius):
         finer = _finer_level(c.level, c.stats, c.radius, th)
-        rem = _level_change(c, finer, f"{finer} keeps the quantisation p95 under {c.radius:g} px")
-        if c.level != "P2":
-            rem.append(Remedy("fused-head", {}, "P2 places what P4 finds (seed)"))
+        rem = []
+        if stride_of(c.level) > 4:
+            note = "" if c.reference else " (reference detector only)"
+            rem.append(Remedy("fused-head", {}, "P4 finds, P2 places: the cell no longer "
+                              "limits localisation (seed)" + note))  # fmt: skip
+        rem += _level_change(c, finer, f"{finer} keeps the quantisation p95 under "
+                             f"{c.radius:g} px")  # fmt: skip
         rem.append(_advice("position-sensitive-offset", "an offset head that sees position"))
         how = (
             "there is no offset head"
@@ -550,7 +559,7 @@ def _labels(c: _Ctx) -> list[Finding]:
                     quantization_p95_px=p95,
                     quantization_mean_px=q.get("mean"),
                     radius_px=c.radius,
-                    quantization_max_px=bar,
+                    quantization_p95_max_px=bar,
                     model_loc_p90_px=model_p90,
                     share_over_radius=q.get("share_over_radius"),
                     stride=v["stride"],
