@@ -36,6 +36,19 @@ DEFAULT_TYPES: dict[str, type] = {
     "levels": str,
     "max_images": int,
     "fail_on": str,
+    # what `check` runs on (paths relative to the config file's folder)
+    "data": str,
+    "split": str,
+    "checkpoint": str,
+    "model": str,
+    # the label recipe (as the recipe flags)
+    "labels": str,
+    "kernel": int,
+    "sigma": float,
+    "trunc": float,
+    "schedule": str,
+    "loss": str,
+    "pos_weight": float,
 }
 
 
