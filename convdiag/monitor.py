@@ -184,6 +184,7 @@ class Monitor:
         loss: Any = None,
         model: torch.nn.Module | None = None,
         image_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
+        step: int | None = None,
     ) -> dict[str, Any] | None:
         """Count one training step; every ``every`` steps measure and check the symptoms.
 
@@ -191,14 +192,17 @@ class Monitor:
         array (x, y) of target points in pixels; loss: the step's loss (checked for NaN);
         model: for the per-head gradient norms (call after ``backward``); image_size: (H,
         W) of the padded batch, or one (H, W) per image (own grids; padding ignored);
-        default the output grid times the stride. Returns the sample's statistics, or
-        None on steps that only count.
+        default the output grid times the stride. step: the training step recorded (default
+        the number of ``update`` calls so far, 1-based). Returns the sample's statistics,
+        or None on steps that only count.
         """
         due = self.due()
         self.step += 1
         if not due:
             return None
         stats = self._measure(outputs, targets, loss, model, image_size)
+        if step is not None:
+            stats["step"] = int(step)
         self.history.append(stats)
         self._check(stats)
         return stats
@@ -599,6 +603,7 @@ def MonitorCallback(monitor: Monitor | None = None, log: bool = True, **monitor_
                     outputs.get("loss"),
                     model=pl_module,
                     image_size=outputs.get("image_size"),
+                    step=int(trainer.global_step),
                 )
                 if self.log and st:
                     vals = {

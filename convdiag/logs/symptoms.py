@@ -4,7 +4,8 @@ Every rule looks at the end of the run: a condition that holds from some point t
 value (the *stretch*) for at least ``min_points`` logged values. ``started_at`` is the
 step (or epoch) where that stretch begins. Windows are the first and last quarter of a
 stretch (at least one value each) compared by their medians, so per-step noise does not
-decide; losses compared with a reference are smoothed by a trailing median of 5 values.
+decide; losses compared with a reference are smoothed by a trailing median of 5 values
+(the stretch then starts where the raw values entered the margin).
 
 - non-finite-outputs: any NaN or Inf in a mapped series (started at the first one).
 - loss-plateau (warning): a loss equal to 6 decimals for ``plateau_points`` values in a row
@@ -309,8 +310,11 @@ def _at_constant(
     x, v = finite(s)
     if len(v) == 0:
         return None, x, v
-    ratio = trailing_median(v / c, th.smooth)
-    return _stretch(x, np.abs(ratio - 1.0) <= margin, th), x, v
+    raw = np.abs(v / c - 1.0) <= margin
+    i0 = _stretch(x, np.abs(trailing_median(v / c, th.smooth) - 1.0) <= margin, th)
+    while i0 is not None and i0 > 0 and raw[i0 - 1]:
+        i0 -= 1  # the smoothing lags: start where the raw values entered the margin
+    return i0, x, v
 
 
 def collapse(m: MappedLog, ref: Reference, axis: str, th: LogThresholds) -> list[Finding]:
