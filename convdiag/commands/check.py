@@ -115,10 +115,18 @@ def command(
         from convdiag.analyze import analyze_checkpoint
 
         analysis = analyze_checkpoint(
-            checkpoint, data, None, run.format == "json", dataset=dataset, model_opts=model_opts,
-            recipe_opts=recipe_opts, levels=wanted, max_images=max_images or d.get("max_images", 64),
-            device=run.device, config=cfg,
-        )  # fmt: skip
+            checkpoint,
+            data,
+            None,
+            run.format == "json",
+            dataset=dataset,
+            model_opts=model_opts,
+            recipe_opts=recipe_opts,
+            levels=wanted,
+            max_images=max_images or d.get("max_images", 64),
+            device=run.device,
+            config=cfg,
+        )
         model_findings = [Finding.from_dict(f) for f in analysis["findings"]]
         model_levels = list(analysis["metrics"])
         report["metrics"] = analysis["metrics"]
