@@ -454,6 +454,11 @@ def test_f1_low_with_recall_high_is_fp_flood_not_collapse(tmp_path: Path) -> Non
     assert "background-collapse" not in fs
     f = fs["fp-flood"]
     assert _ev(f, "started_at") == 1 and _ev(f, "fp_drop") < 0.3
+    # no hit at all but many false positives: a flood too, as in analyze
+    rows = [[e, 1.0 / e, 0.0, 0.0, 40.0] for e in range(1, 9)]
+    p = write_csv(tmp_path / "log1.csv", ["epoch", "loss", "val/F1", "val/recall", "val/fp"],
+                  rows)  # fmt: skip
+    assert [f["id"] for f in analyze_log(p)["findings"]] == ["fp-flood"]
     # falling false positives are not a flood
     rows = [[e, 1.0 / e, 0.05, 0.9, 40.0 / e] for e in range(1, 9)]
     p = write_csv(tmp_path / "log2.csv", ["epoch", "loss", "val/precision", "val/recall", "val/fp"],

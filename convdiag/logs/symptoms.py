@@ -16,7 +16,8 @@ decide; losses compared with a reference are smoothed by a trailing median of 5 
   predictor's loss over the stretch.
 - fp-flood: FP per image above ``fp_per_image_max`` over the stretch and falling by less
   than ``fp_fall_min``; without an FP column, precision under ``precision_max_flood`` not
-  rising while recall stays at or above ``f1_min``.
+  rising while recall stays at or above ``f1_min``. As in ``analyze``, a flood replaces
+  background-collapse (a model that fires everywhere but at the targets is not quiet).
 - regression-collapse: the offset loss within ``reg_margin`` of the mean predictor's value
   and flat (changing by less than ``reg_flat_max``) over the stretch; a warning where the
   cell centre is already close enough (DESIGN.md: offsets matter when the cell-centre RMS
@@ -532,8 +533,9 @@ def find_symptoms(m: MappedLog, ref: Reference, th: LogThresholds | None = None)
     t = th or LogThresholds()
     axis = m.raw.x_name
     found = non_finite(m, axis)
-    found += collapse(m, ref, axis, t)
-    found += fp_flood(m, axis, t)
+    flood = fp_flood(m, axis, t)
+    # as in analyze: many false positives and no hit is a flood, not a quiet background
+    found += flood or collapse(m, ref, axis, t)
     found += regression(m, ref, axis, t)
     found += plateaus(m, axis, t)
     if not any(f.severity in ("warning", "error") for f in found):

@@ -202,8 +202,9 @@ def plot_timeline(mapped: Any, report: dict[str, Any], path: str | os.PathLike[s
             ax.set_title("false positives per image")
         else:
             ax.set_title("learning rate")
-        if len(y) and y.min() > 0:
+        if len(y) and y.min() > 0 and y.max() / y.min() > 20:
             ax.set_yscale("log")
+    k = 0  # labels stacked top-down, so close or equal steps never overlap
     for f in report.get("findings", []):
         at = f.get("evidence", {}).get("started_at")
         if at is None or not math.isfinite(float(at)):
@@ -211,9 +212,13 @@ def plot_timeline(mapped: Any, report: dict[str, Any], path: str | os.PathLike[s
         c = SEVERITY_COLOUR.get(f["severity"], "grey")
         for a in axes:
             a.axvline(float(at), color=c, lw=1.5, alpha=0.8)
-        axes[0].annotate(f["id"], (float(at), 1.0), xycoords=("data", "axes fraction"),
-                         xytext=(3, -3), textcoords="offset points", va="top", fontsize=8,
-                         color=c, rotation=0)  # fmt: skip
+        plateau = f["id"] == "loss-plateau"
+        label = f["id"] + (f" ({f['evidence']['series']})" if plateau else "")
+        axes[0].annotate(label, (float(at), 1.0), xycoords=("data", "axes fraction"),
+                         xytext=(3, -3 - 11 * k), textcoords="offset points", va="top",
+                         fontsize=8, color=c,
+                         bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.5})  # fmt: skip
+        k += 1
     for a in axes:
         a.grid(alpha=0.3)
         if a.get_legend_handles_labels()[0]:
