@@ -84,7 +84,7 @@ def lightning_metrics(
             rows.append([e, s, hm, 0.4 * math.exp(-s / 200) + 0.05, None, None, None, None])
         p = min(1.0, f * 1.1)
         r = f * p / (2 * p - f) if f > 0 else 0.0
-        rows.append([e, (e + 1) * steps_per_epoch - 1, None, None, f, p, r, 30 * (1 - f)])
+        rows.append([e, (e + 1) * steps_per_epoch - 1, None, None, f, p, r, 3 * (1 - f)])
     return write_csv(path, header, rows)
 
 
