@@ -83,7 +83,9 @@ def command(
         raise InputError("no dataset: pass --data DATA or set data in convdiag.toml")
     checkpoint = checkpoint or resolve_from_config(d.get("checkpoint"), cfg.path)
     if dataset.split is None and d.get("split"):
-        dataset = dataclasses.replace(dataset, split=resolve_from_config(d["split"], cfg.path))
+        rel = resolve_from_config(d["split"], cfg.path)  # a path beside the file, else a name
+        split = rel if rel and Path(rel).is_file() else d["split"]
+        dataset = dataclasses.replace(dataset, split=split)
     if model_opts.model is None and d.get("model"):
         model_opts = dataclasses.replace(model_opts, model=d["model"])
     given = recipe_opts.given()
