@@ -429,6 +429,26 @@ def test_never_converged_ultralytics_run(tmp_path: Path) -> None:
     assert "fp-flood" not in fs and report["source"]["axis"] == "epoch"
 
 
+def test_real_convdiag_history_of_a_collapsed_run(tmp_path: Path) -> None:
+    """history.csv of a real `convdiag train` run (hard labels, BCE, zero bias, P2): the
+    log's own constant_loss column is the reference when no prior is given."""
+    import csv
+
+    src = FIXTURES / "convdiag_history_p2_hard_bce.csv"
+    rows = list(csv.DictReader(src.open()))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "history.csv").write_bytes(src.read_bytes())
+    report = analyze_log(tmp_path / "run")  # found in the folder
+    assert report["source"]["columns"]["cls_loss"] == "train_cls_loss"
+    f = findings_of(report)["background-collapse"]
+    const = float(rows[0]["constant_loss"])
+    inside = [int(r["step"]) for r in rows if abs(float(r["train_cls_loss"]) / const - 1) <= 0.3]
+    assert _ev(f, "started_at") == int(rows[0]["step"])  # F1 was 0 from the first evaluation
+    assert _ev(f, "cls_at_constant_from") == inside[0]
+    assert _ev(f, "constant_loss") == pytest.approx(const, rel=1e-3)
+    assert "the log's constant_loss column" in f["explanation"]
+
+
 def test_healthy_run_has_no_symptom(tmp_path: Path) -> None:
     p = lightning_metrics(tmp_path / "metrics.csv", [0.05, 0.3, 0.55, 0.7, 0.75, 0.78])
     report = analyze_log(p, level="P2")

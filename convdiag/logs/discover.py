@@ -16,7 +16,7 @@ PATTERNS: dict[str, tuple[str, ...]] = {
     "ultralytics": ("results.csv",),
     "tensorboard": ("events.out.tfevents.*",),
     "jsonl": ("scalars.json", "*.log.json", "*.jsonl", "*.json"),
-    "csv": ("*.csv",),
+    "csv": ("history.csv", "*.csv"),
 }
 MAX_DEPTH = 6
 SKIP_DIRS = {"checkpoints", "weights", "__pycache__", "node_modules"}
@@ -59,7 +59,8 @@ def find_log(path: str | Path, log_format: str = "auto") -> tuple[str, list[Path
     """(format, files, notes) of the log at ``path`` (a file, or a folder searched).
 
     In a folder: metrics.csv, then results.csv, then TensorBoard event files (all of them,
-    merged), then JSON lines; among several files of one kind the newest is read (noted).
+    merged), then JSON lines, then convdiag's history.csv; among several files of one kind
+    the newest is read (noted).
     """
     if log_format not in FORMATS:
         raise InputError(f"--log-format {log_format!r}: use {', '.join(FORMATS)}")
@@ -72,15 +73,14 @@ def find_log(path: str | Path, log_format: str = "auto") -> tuple[str, list[Path
             raise InputError(
                 f"{p}: unknown log format (file name); pass --log-format {'|'.join(FORMATS[1:])}"
             )
-        if fmt == "tensorboard":
-            return fmt, [p], []
         return fmt, [p], []
     files = _walk(p)
     order = list(PATTERNS) if log_format == "auto" else [log_format]
     for fmt in order:
+        pats = PATTERNS[fmt]
         if fmt == "csv" and log_format == "auto":
-            continue  # any CSV in a folder is too vague to guess
-        hits = [f for f in files if any(fnmatch.fnmatch(f.name, pat) for pat in PATTERNS[fmt])]
+            pats = ("history.csv",)  # convdiag train's; any other CSV is too vague to guess
+        hits = [f for f in files if any(fnmatch.fnmatch(f.name, pat) for pat in pats)]
         if fmt == "jsonl":
             hits = [f for f in hits if _json_ok(f)]
         if not hits:
@@ -96,6 +96,8 @@ def find_log(path: str | Path, log_format: str = "auto") -> tuple[str, list[Path
             )
         return fmt, [newest], notes
     looked = ", ".join(pat for f in order for pat in PATTERNS[f] if f != "csv" or len(order) == 1)
+    if log_format == "auto":
+        looked += ", history.csv"
     raise InputError(f"{p}: no training log found (looked for {looked})")
 
 
