@@ -17,7 +17,7 @@ from convdiag.options import DatasetOptions, RunOptions, dataset_options, run_op
     default="auto",
     show_default=True,
     help="Log format; auto goes by the file name (metrics.csv, results.csv, "
-    "events.out.tfevents.*, *.json/*.jsonl/*.log.json, other *.csv).",
+    "events.out.tfevents.*, *.json/*.jsonl/*.log.json, history.csv, other *.csv).",
 )
 @click.option(
     "--map",
@@ -85,7 +85,8 @@ def command(
       background-collapse  F1 (else recall/Pd, else mAP) stuck < 0.1 to the end while the
                            loss falls; cls loss within --margin of the constant predictor's
       fp-flood             FP per image > 5 and not falling (or precision < 0.3, recall ok)
-      regression-collapse  offset loss flat at the mean predictor's (0.25 for L1 offsets)
+      regression-collapse  offset loss (mean L1 in cells, unweighted) flat at the mean
+                           predictor's: 0.25 for uniform offsets, measured with --data
       loss-plateau         a loss constant to 6 decimals for 5 values (exactly 0: no positives)
       non-finite-outputs   NaN or Inf anywhere
 
