@@ -257,7 +257,15 @@ def test_real_training_loop_collapse_and_healthy() -> None:
     """examples/monitor_loop.py: BCE with hard labels and nothing to learn collapses and
     the monitor says so; focal loss on visible targets learns and the monitor is quiet."""
     ex = _example()
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same numbers on any machine
+    try:
+        _collapse_and_healthy(ex)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _collapse_and_healthy(ex: Any) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvdiagWarning)
         mon = ex.train("hard", steps=90, every=10)
@@ -274,12 +282,13 @@ def test_real_training_loop_collapse_and_healthy() -> None:
 
 def test_example_script_runs(capsys: pytest.CaptureFixture[str]) -> None:
     ex = _example()
-    old = sys.argv
+    old, threads = sys.argv, torch.get_num_threads()
     sys.argv = ["monitor_loop.py", "--run", "focal", "--steps", "12", "--every", "5"]
     try:
         ex.main()
     finally:
         sys.argv = old
+        torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "== focal: 12 steps" in out and "findings:" in out
 
