@@ -113,8 +113,13 @@ def _check_options(opts: DatasetOptions) -> None:
     ):
         if value not in allowed:
             raise InputError(f"{flag} {value}: use one of {', '.join(allowed)}")
-    if opts.images is not None and not Path(opts.images).is_dir():
-        raise InputError(f"--images {opts.images}: not a folder")
+    if opts.images is not None:
+        try:
+            is_dir = Path(opts.images).is_dir()
+        except OSError as e:
+            raise InputError(f"--images {opts.images}: cannot access ({e.strerror})") from None
+        if not is_dir:
+            raise InputError(f"--images {opts.images}: not a folder")
 
 
 def _mask_layout(root: Path) -> tuple[Path, Path] | None:
@@ -161,7 +166,11 @@ def _has_images(root: Path) -> bool:
 
 def _detect(path: Path, fmt: str) -> tuple[str, Path]:
     """The format and its main path (mask root, CSV file or JSON file) of a dataset path."""
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as e:  # a name too long for the file system, ...
+        raise InputError(f"{path}: cannot access ({e.strerror})") from None
+    if not exists:
         raise InputError(f"{path}: no such file or folder")
     if path.is_file():
         suffix = path.suffix.lower()
@@ -322,6 +331,14 @@ def _read_text(path: Path, what: str) -> str:
         raise InputError(f"{path}: {what} is not UTF-8 text") from None
 
 
+def _is_file(p: Path) -> bool:
+    """``p.is_file()``, False also for a name the OS rejects (too long, ...)."""
+    try:
+        return p.is_file()
+    except OSError:
+        return False
+
+
 def _resolve_image(value: str, base: Path, images_dir: Path | None) -> Path | None:
     """Find the image a table names: relative to --images DIR or the table's folder."""
     raw = Path(value.replace("\\", "/"))
@@ -335,12 +352,12 @@ def _resolve_image(value: str, base: Path, images_dir: Path | None) -> Path | No
     for b in bases:
         for rel in rels:
             p = b / rel if not rel.is_absolute() else rel
-            if p.is_file():
+            if _is_file(p):
                 return p
-            if rel.suffix.lower() not in IMAGE_EXTENSIONS:
+            if p.name and rel.suffix.lower() not in IMAGE_EXTENSIONS:  # "/" has no name
                 for ext in IMAGE_EXTENSIONS:
                     q = p.with_name(p.name + ext)
-                    if q.is_file():
+                    if _is_file(q):
                         return q
     return None
 

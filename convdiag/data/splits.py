@@ -31,6 +31,14 @@ def _candidate_dirs(root: Path) -> list[Path]:
     return dirs
 
 
+def _is_file(p: Path) -> bool:
+    """``p.is_file()``, False also for a name the OS rejects (too long, ...)."""
+    try:
+        return p.is_file()
+    except OSError:
+        return False
+
+
 def find_split(root: str | os.PathLike[str], name: str) -> Path | None:
     """The split file called ``name`` (with or without ``.txt``) inside dataset ``root``, or None.
 
@@ -43,7 +51,7 @@ def find_split(root: str | os.PathLike[str], name: str) -> Path | None:
     stem = name[:-4] if name.lower().endswith(".txt") else name
     for d in _candidate_dirs(base):
         for candidate in (d / name, d / f"{stem}.txt"):
-            if candidate.is_file():
+            if _is_file(candidate):
                 return candidate
         if d.name == "img_idx":
             hits = sorted(d.glob(f"{stem}_*.txt"))
@@ -58,7 +66,7 @@ def resolve_split(root: str | os.PathLike[str], split: str, flag: str = "--split
     InputError naming the flag and the places searched when neither exists.
     """
     p = Path(split)
-    if p.is_file():
+    if _is_file(p):
         return p
     found = find_split(root, split)
     if found is None:
