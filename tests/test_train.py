@@ -207,3 +207,37 @@ def test_cli_retrain_rejects_unknown_remedy(tiny: Path, tmp_path: Path) -> None:
     )
     assert res.exit_code == 2
     assert "unknown remedy" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.slow
+def test_user_model_trains_and_retrains_through_an_adapter(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "fixtures"))
+    runner = CliRunner()
+    res = runner.invoke(
+        cli,
+        ["train", str(tiny), "--model", "user_models:tiny", "--model-arg", "width=4",
+         "--adapter", "user_models:adapter", "--steps", "6", "--batch", "4",
+         "--out", str(tmp_path / "run"), "--format", "json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    raw = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert raw["model"] == {"factory": "user_models:tiny", "args": {"width": 4}}
+    assert raw["meta"]["adapter"] == "user_models:adapter"
+    # the checkpoint remembers its factory and adapter: no model flag needed to retrain it
+    res = runner.invoke(
+        cli,
+        ["retrain", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(tiny), "--focal",
+         "--steps", "4", "--out", str(tmp_path / "fix"), "--format", "json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["recipes"]["remedy"]["loss"] == "focal"
+    # an architecture remedy is refused for a user model, with one line
+    res = runner.invoke(
+        cli,
+        ["retrain", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(tiny),
+         "--remedy", "fused-head", "--steps", "2"],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "reference detector only" in res.output
