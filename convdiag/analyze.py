@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from convdiag import __version__
+from convdiag import distributed as dist
 from convdiag.analyses import AnalysisContext, AnalysisStep, Candidate, build_analyses
 from convdiag.analyses.base import (
     REGION_BACKGROUND,
@@ -406,7 +407,10 @@ def analyze_dataset(
             example_index=example,
         )
     t0 = time.perf_counter()
-    analyses = run_analyses(runner, ds, contexts, batch_size, on_batch=on_batch)
+    # Under torchrun each rank takes images rank::world; the accumulators are then pooled.
+    shard = dist.shard_indices(len(ds))
+    analyses = run_analyses(runner, ds, contexts, batch_size, shard, on_batch=on_batch)
+    dist.reduce_analyses(analyses)
     results = {lv: {k: to_plain(a.compute()) for k, a in an.items()} for lv, an in analyses.items()}
     arrays = {lv: {k: a.arrays() for k, a in an.items()} for lv, an in analyses.items()}
     metrics = {lv: level_metrics(res) for lv, res in results.items()}
@@ -489,7 +493,7 @@ def analyze_checkpoint(
     th = Thresholds.from_config(cfg.thresholds)
     dev = resolve_device(device)
     out_dir = None
-    if out is not None:
+    if out is not None and dist.is_main():
         from convdiag.report.io import prepare_out_dir
 
         out_dir = prepare_out_dir(out)
@@ -504,7 +508,7 @@ def analyze_checkpoint(
         raise InputError(f"{data}: no image to analyze")
     adapter = resolve_callable(mo.adapter, "--adapter") if mo.adapter else None
     runner = ModelRunner(loaded.model.to(dev), adapter, mo.outputs, mo.pad_to, dev)
-    with progress("analyzing", len(ds), quiet) as advance:
+    with progress("analyzing", dist.shard_size(len(ds)), quiet) as advance:
         report, arrays = analyze_dataset(
             runner,
             ds,

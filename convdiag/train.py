@@ -12,6 +12,7 @@ interrupted and raises ``TrainingInterrupted``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import signal
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from convdiag import __version__, losses
+from convdiag import distributed as dist
 from convdiag.batching import Batch, pad_images
 from convdiag.data.sample import PointDataset
 from convdiag.evaluate import ModelRunner, batch_labels, evaluate, label_params
@@ -173,13 +175,22 @@ def draw_batch(
     pad_to: int,
     crop: tuple[int, int] | None,
     with_targets: np.ndarray,
+    rank: int = 0,
+    world: int = 1,
 ) -> Batch:
     """The training batch of ``step``: images drawn uniformly, crops, oversampling, copy-paste.
 
-    Seeded with (recipe.seed, step), so the same step always gives the same batch.
+    Seeded with (recipe.seed, step), so the same step always gives the same batch. In a
+    world of several processes, rank r draws its share of the batch (``batch_share``) from
+    a generator seeded with (recipe.seed, step, r).
     """
-    rng = np.random.default_rng((recipe.seed, step))
-    idx = rng.integers(0, len(ds), size=recipe.batch)
+    if world > 1:
+        rng = np.random.default_rng((recipe.seed, step, rank))
+        size = dist.batch_share(recipe.batch, rank, world)
+    else:
+        rng = np.random.default_rng((recipe.seed, step))
+        size = recipe.batch
+    idx = rng.integers(0, len(ds), size=size)
     images, points = [], []
     for i in idx:
         img, pts = cache.get(int(i)), ds.records[int(i)].points.reshape(-1, 2)
@@ -271,13 +282,21 @@ def train(
     (0: about ten evaluations) sets how often the validation set is evaluated, a history row
     written and the checkpoint saved. ``resume`` = {"step", "history", "optimizer"} continues
     a run. ``on_step(step, info)`` is called after each step (progress bars).
+
+    Under torch.distributed (world > 1) the model trains wrapped in DistributedDataParallel,
+    each rank on its own share of every batch; only rank 0 evaluates and saves (other ranks
+    return an empty ``final`` and no checkpoint).
     """
     if len(train_ds) == 0:
         from convdiag.errors import InputError
 
         raise InputError("the training set is empty")
+    rank, world = dist.rank(), dist.world_size()
+    if rank != 0:
+        target, val_ds = None, None
     model = runner.model
     model.train()
+    train_runner = dataclasses.replace(runner, model=dist.wrap_ddp(model, runner.device))
     if target is not None:
         target.path.parent.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
@@ -343,8 +362,10 @@ def train(
     try:
         with _sigterm_as_interrupt():
             while step < steps:
-                batch = draw_batch(train_ds, cache, recipe, step, runner.pad_to, crop, with_targets)
-                loss, cls_l, reg_l = training_loss(runner, batch, recipe, step / steps)
+                batch = draw_batch(
+                    train_ds, cache, recipe, step, runner.pad_to, crop, with_targets, rank, world
+                )
+                loss, cls_l, reg_l = training_loss(train_runner, batch, recipe, step / steps)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 for group in opt.param_groups:
@@ -366,6 +387,7 @@ def train(
     if not final and val_ds is not None:
         final = evaluate(runner, val_ds, recipe, batch_size=recipe.batch)
         checkpoint(False)
+    dist.barrier()
     return TrainResult(
         history, final, step, target.path if target else None, time.perf_counter() - t0
     )

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from convdiag.data.sample import PointDataset
+from convdiag.distributed import is_main, rank_device
 from convdiag.errors import InputError
 from convdiag.evaluate import SUMMARY_KEYS, ModelRunner, evaluate
 from convdiag.geometry import grid_size, point_to_cell
@@ -27,17 +28,20 @@ REFERENCE = "convdiag.models:reference"
 
 
 def resolve_device(text: str) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Under torchrun (WORLD_SIZE > 1) a CUDA device is ``cuda:LOCAL_RANK``: one GPU per rank.
+    """
     t = text.strip().lower()
     if t == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return rank_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if t == "cpu":
         return torch.device("cpu")
     if t.startswith("cuda"):
         if not torch.cuda.is_available():
             raise InputError(f"--device {text}: CUDA is not available on this machine")
         try:
-            return torch.device(t)
+            return rank_device(torch.device(t))
         except RuntimeError:
             raise InputError(f"--device {text}: use auto, cpu, cuda or cuda:N") from None
     raise InputError(f"--device {text}: use auto, cpu, cuda or cuda:N")
@@ -201,10 +205,11 @@ def retrain_compare(
     fixed = base
     for rid, params in remedies:
         fixed = apply_remedy(fixed, rid, params)
-    if out:
+    main = is_main()  # under torchrun only rank 0 evaluates and writes
+    if out and main:
         out = prepare_out_dir(out)
     runner = spec.runner(model, device)
-    before = evaluate(runner, val_ds, base, batch_size=base.batch)
+    before = evaluate(runner, val_ds, base, batch_size=base.batch) if main else {}
     runs: dict[str, TrainResult] = {}
     if compare:
         runs["baseline"] = run_training(
@@ -214,7 +219,11 @@ def retrain_compare(
         )  # fmt: skip
     rspec, rmodel = remedy_model(spec, model, base, fixed)
     # The remedy's curve starts from the same weights, measured under the remedy's own loss.
-    remedy_start = evaluate(rspec.runner(rmodel, device), val_ds, fixed, batch_size=fixed.batch)
+    remedy_start = (
+        evaluate(rspec.runner(rmodel, device), val_ds, fixed, batch_size=fixed.batch)
+        if main
+        else {}
+    )
     runs["remedy"] = run_training(
         rspec, rmodel, train_ds, val_ds, fixed, steps, out, "retrained.pt", device, "remedy",
         eval_every, on_step=(lambda s, i: on_step("remedy", s, i)) if on_step else None,
@@ -232,7 +241,7 @@ def retrain_compare(
         "seconds": {k: r.seconds for k, r in runs.items()},
         "history": {k: [_start_row(k, starts[k]), *r.history] for k, r in runs.items()},
     }
-    if out:
+    if out and main:
         rows = [{**row, "run": name} for name, hist in report["history"].items() for row in hist]
         write_history(out / "history.csv", rows)
         plot_curves(report["history"], out / "curves.png")

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from convdiag.distributed import distributed_command, is_main
 from convdiag.options import (
     DatasetOptions,
     ModelOptions,
@@ -46,6 +47,7 @@ from convdiag.report.console import emit, fmt_num, md_table, progress, table
 @model_options
 @recipe_options
 @run_options()
+@distributed_command
 def command(
     data: str,
     head: str | None,
@@ -117,8 +119,9 @@ def command(
             eval_every, resume=resume_state,
             on_step=lambda s, i: advance(1, _note(i)),
         )  # fmt: skip
-    write_history(out / "history.csv", result.history)
-    plot_curves({"train": result.history}, out / "curves.png")
+    if is_main():  # under torchrun rank 0 writes
+        write_history(out / "history.csv", result.history)
+        plot_curves({"train": result.history}, out / "curves.png")
     final = {k: v for k, v in result.final.items() if k != "curves"}
     data_out: dict[str, Any] = {
         "checkpoint": str(out / "checkpoint.pt"),
