@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from convdiag.distributed import distributed_command
 from convdiag.options import (
     DatasetOptions,
     ModelOptions,
@@ -54,6 +55,7 @@ from convdiag.options import (
 @model_options
 @recipe_options
 @run_options()
+@distributed_command
 def command(
     checkpoint: str,
     data: str,

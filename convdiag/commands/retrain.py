@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from convdiag.distributed import distributed_command, is_main
 from convdiag.options import (
     DatasetOptions,
     ModelOptions,
@@ -55,6 +56,7 @@ from convdiag.report.console import emit, progress
 @model_options
 @recipe_options
 @run_options()
+@distributed_command
 def command(
     checkpoint: str,
     data: str,
@@ -81,7 +83,14 @@ def command(
     from convdiag.recipe import parse_remedy
     from convdiag.report.io import prepare_out_dir
     from convdiag.report.retrain_report import render_markdown, render_table
-    from convdiag.workflow import REFERENCE, ModelSpec, recipe_from, resolve_device, retrain_compare
+    from convdiag.workflow import (
+        REFERENCE,
+        ModelSpec,
+        recipe_from,
+        resolve_device,
+        retrain_compare,
+        stored_call,
+    )
 
     device = resolve_device(run.device)
     remedies = [parse_remedy(t) for t in remedy_texts]
@@ -92,13 +101,13 @@ def command(
     )
     recipe = recipe_from(loaded.recipe, recipe_opts, seed=run.seed)
     factory = loaded.factory or model_opts.model or REFERENCE
-    spec = ModelSpec(factory, dict(loaded.factory_args), model_opts.adapter, model_opts.outputs,
-                     model_opts.pad_to)  # fmt: skip
+    adapter, outputs = stored_call(loaded.meta, model_opts)
+    spec = ModelSpec(factory, dict(loaded.factory_args), adapter, outputs, model_opts.pad_to)
     skipped: list[dict[str, Any]] = []
     if from_report:
         picked, skipped = remedies_from_report(Path(from_report), factory == REFERENCE)
         remedies += picked
-    out = prepare_out_dir(run.out) if run.out else None
+    out = prepare_out_dir(run.out) if run.out and is_main() else None
     train_ds, val_ds = load_train_val(data, dataset, seed=run.seed)
     runs = 2 if compare else 1
     with progress("retraining", steps * runs, run.format == "json") as advance:
