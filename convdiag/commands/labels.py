@@ -177,15 +177,15 @@ def _write_outputs(
     from convdiag.report.io import atomic_write_text, prepare_out_dir, write_json
     from convdiag.report.labels_report import plot_overlay, plot_pos_fraction, render_markdown
 
+    # read the example images first: a corrupt one must fail before any file is written
+    samples = []
+    for i in _example_indices(ds, examples):
+        smp = ds[i]
+        samples.append((smp.id, smp.image, smp.points))
     out = prepare_out_dir(str(run.out))
     plots = ["pos_fraction.png"]
     plot_pos_fraction(stats, out / "pos_fraction.png")
-    picks = _example_indices(ds, examples)
-    if picks:
-        samples = []
-        for i in picks:
-            smp = ds[i]
-            samples.append((smp.id, smp.image, smp.points))
+    if samples:
         k, s, t = soft_params
         plot_overlay(samples, levels, k, s, t, out / "overlay.png")
         plots.insert(0, "overlay.png")
