@@ -88,7 +88,11 @@ def command(
 
     cfg = load_config()
     lv_text = levels or cfg.default("levels", None)
-    lv = parse_levels(lv_text) if lv_text else None
+    try:
+        lv = parse_levels(lv_text) if lv_text else None
+    except InputError as e:
+        where = "--levels" if levels else f"{cfg.path}: levels"
+        raise InputError(f"{where}: {e}") from None
     rad = radius if radius is not None else cfg.default("radius", 3.0)
     thr = threshold if threshold is not None else cfg.default("threshold", 0.5)
     if not 0 < thr < 1:

@@ -96,7 +96,11 @@ def command(
     if fail_on not in ("info", "warning", "error", "never"):
         raise InputError(f"{cfg.path}: fail_on = {fail_on!r}: use info, warning, error or never")
     level_text = levels or d.get("levels")
-    wanted = parse_levels(level_text) if level_text else None
+    try:
+        wanted = parse_levels(level_text) if level_text else None
+    except InputError as e:
+        where = "--levels" if levels else f"{cfg.path}: levels"
+        raise InputError(f"{where}: {e}") from None
     if junit:
         _writable(Path(junit))
     out = prepare_out_dir(run.out) if run.out else None

@@ -73,13 +73,18 @@ def command(
     soft labels and focal loss next to the unchanged recipe, and prints before/after.
     """
     from convdiag.demo import DemoConfig, render_markdown, render_table, run_demo
+    from convdiag.errors import InputError
     from convdiag.geometry import parse_size
     from convdiag.recipe import parse_remedy
     from convdiag.report.console import emit, stderr_console
     from convdiag.report.io import prepare_out_dir
 
     remedies = [parse_remedy(t) for t in remedy_texts] or None
-    cfg = DemoConfig(n=n_images, size=parse_size(size), steps=steps, retrain_steps=retrain_steps,
+    try:
+        hw = parse_size(size)
+    except InputError as e:
+        raise InputError(f"--size {e}") from None
+    cfg = DemoConfig(n=n_images, size=hw, steps=steps, retrain_steps=retrain_steps,
                      seed=run.seed, remedies=remedies, snr=snr, clutter=clutter)  # fmt: skip
     quiet = run.format == "json"
     if run.out:

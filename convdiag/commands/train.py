@@ -92,7 +92,10 @@ def command(
     train_ds, val_ds = load_train_val(data, dataset, seed=run.seed)
     overrides: dict[str, Any] = {"seed": run.seed, "lr": lr, "batch": batch, "head": head}
     if crop:
-        overrides["crop"] = parse_size(crop)
+        try:
+            overrides["crop"] = parse_size(crop)
+        except InputError as e:
+            raise InputError(f"--crop {e}") from None
     recipe = recipe_from(None, recipe_opts, **overrides)
     spec = new_model_spec(recipe, model_opts, label_prior(train_ds, recipe.level), width)
     model = spec.build()
