@@ -1,0 +1,155 @@
+"""Rendering of a sweep: sweep.csv, the table (mean ± std over seeds), the F1-vs-step plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+
+from convdiag.report.console import fmt_num, md_table, table
+
+CSV_COLUMNS = (
+    "arm",
+    "head",
+    "remedies",
+    "seeds",
+    "steps",
+    "f1_at_0.5_mean",
+    "f1_at_0.5_std",
+    "best_f1_mean",
+    "best_f1_std",
+    "fp_per_image_mean",
+    "fp_per_image_std",
+    "loc_error_px_mean",
+    "loc_error_px_std",
+    "steps_to_f1_0.5_mean",
+    "steps_to_f1_0.5_std",
+    "reached",
+    "seconds_mean",
+)
+TABLE_COLUMNS = ("arm", "F1 @ 0.5", "best F1", "FP / image", "loc. error (px)",
+                 "steps to F1 0.5", "remedies")  # fmt: skip
+
+
+def sweep_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """CSV text, CSV_COLUMNS header, one line per arm; empty cells for None/NaN."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: _cell(row.get(k)) for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else f"{v:.6g}"
+    return "" if v is None else v
+
+
+def _pm(mean: Any, std: Any) -> str:
+    if mean is None:
+        return "-"
+    return fmt_num(mean) if std is None else f"{fmt_num(mean)} ± {fmt_num(std)}"
+
+
+def table_rows(report: dict[str, Any]) -> list[list[Any]]:
+    """Table rows, best mean F1 at 0.5 first: "mean ± std" cells; steps to F1 0.5 as
+    "mean (k/n seeds)" or "never"."""
+
+    def key(r: dict[str, Any]) -> float:
+        v = r.get("f1_at_0.5_mean")
+        return -(v if v is not None else -1.0)
+
+    out = []
+    for r in sorted(report["rows"], key=key):
+        reach = "never"
+        if r.get("reached"):
+            reach = f"{_pm(r['steps_to_f1_0.5_mean'], r['steps_to_f1_0.5_std'])} "
+            reach += f"({r['reached']}/{r['seeds']})"
+        out.append(
+            [
+                r["arm"],
+                *(_pm(r.get(f"{m}_mean"), r.get(f"{m}_std"))
+                  for m in ("f1_at_0.5", "best_f1", "fp_per_image", "loc_error_px")),
+                reach,
+                r["remedies"],
+            ]
+        )  # fmt: skip
+    return out
+
+
+def _caption(report: dict[str, Any]) -> str:
+    c = report["config"]
+    n = len(c["seeds"])
+    return (
+        f"{len(report['rows'])} arms x {n} seed{'s' if n != 1 else ''}, {c['steps']} steps each "
+        f"(validation every {c['eval_every']}); mean ± std over seeds"
+    )
+
+
+def render_table(console: Console, report: dict[str, Any]) -> None:
+    """The sweep table on ``console``."""
+    console.print(table(f"sweep: {_caption(report)}", TABLE_COLUMNS, table_rows(report)))
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The sweep table as Markdown."""
+    return f"## Sweep\n\n{_caption(report)}\n\n" + md_table(TABLE_COLUMNS, table_rows(report))
+
+
+def _curve(history: Sequence[dict[str, Any]], key: str) -> dict[int, float]:
+    out = {}
+    for row in history:
+        v = row.get(key)
+        if v is not None and math.isfinite(float(v)):
+            out[int(row["step"])] = float(v)
+    return out
+
+
+def plot_f1(runs: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+    """F1 at 0.5 (left) and best F1 (right) against step, one line per arm: the mean over
+    seeds at each evaluated step, with the min-max band when there are several seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    arms: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        arms.setdefault(r["arm"], []).append(r)
+    cmap = plt.get_cmap("tab20")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
+    styles = ("-", "--", "-.", ":")
+    for i, (name, rs) in enumerate(arms.items()):
+        colour, ls = cmap(i % 20), styles[(i // 10) % len(styles)]
+        for ax, key in zip(axes, ("f1_at_0.5", "best_f1"), strict=True):
+            curves = [_curve(r["history"], key) for r in rs]
+            steps = sorted(set().union(*curves))
+            if not steps:
+                continue
+            vals = [[c[s] for c in curves if s in c] for s in steps]
+            mean = np.array([np.mean(v) for v in vals])
+            ax.plot(steps, mean, ls=ls, color=colour, marker="o", ms=2.5, lw=1.4, label=name)
+            if len(rs) > 1:
+                lo, hi = [min(v) for v in vals], [max(v) for v in vals]
+                ax.fill_between(steps, lo, hi, color=colour, alpha=0.12, lw=0)
+    axes[0].axhline(0.5, color="grey", lw=0.8, ls="--")
+    axes[0].set_title("F1 @ 0.5 (validation)")
+    axes[1].set_title("best F1 over thresholds (validation)")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("F1")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    from convdiag.report.io import save_figure
+
+    save_figure(fig, path)
