@@ -57,11 +57,13 @@ def read_safetensors(
         raise corrupt(f"header of {n} bytes in a {len(data)}-byte file")
     try:
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise corrupt(f"bad JSON header: {e}") from None
     if not isinstance(header, dict):
         raise corrupt("header is not a JSON object")
     meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict):
+        raise corrupt("__metadata__ is not a JSON object")
     base, body = 8 + n, len(data) - 8 - n
     tensors: dict[str, torch.Tensor] = {}
     for name, info in header.items():
@@ -69,7 +71,7 @@ def read_safetensors(
             dtype = _ST_DTYPES[info["dtype"]]
             shape = [int(s) for s in info["shape"]]
             begin, end = (int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # int(inf) overflows
             raise corrupt(f"bad entry for {name!r}") from None
         itemsize = torch.empty((), dtype=dtype).element_size()
         if not 0 <= begin <= end <= body or end - begin != math.prod(shape) * itemsize:
