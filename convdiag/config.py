@@ -94,6 +94,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{path}: not valid TOML ({e})") from None
+    except UnicodeDecodeError:  # tomllib decodes the bytes itself
+        raise InputError(f"{path}: not UTF-8 text") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
 
