@@ -38,6 +38,8 @@ from convdiag.evaluate import ModelRunner, batch_labels
 from convdiag.losses import classification_loss, offset_l1_loss
 from convdiag.recipe import Recipe
 
+AIMS = {"analyze_over_bare_pass": 1.2, "analyze_peak_memory_large_over_small": 1.1}
+
 
 def procedural_dataset(n: int, size: tuple[int, int], seed: int = 0) -> PointDataset:
     """n images of ``size`` with 1-5 Gaussian targets (sigma 1 px, peak 0.08) on noisy
@@ -131,8 +133,8 @@ def run_child(n: int, size: tuple[int, int], batch: int) -> dict[str, float]:
     return result
 
 
-def main() -> None:
-    """Parse arguments and print both measurements."""
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Parse arguments, print both measurements and return their ratios (bench/run_all.py)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", default="240x320", help="image size HxW")
     ap.add_argument("--batch", type=int, default=8)
@@ -141,11 +143,11 @@ def main() -> None:
     ap.add_argument("--large", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     h, w = (int(v) for v in args.size.lower().split("x"))
     if args.child is not None:
         print(json.dumps(memory_child(args.child, (h, w), args.batch)))
-        return
+        return {}
     torch.set_num_threads(max(1, torch.get_num_threads()))
     runner = ModelRunner(make_model(), pad_to=32)
     ds = procedural_dataset(args.time_images, (h, w))
@@ -171,6 +173,10 @@ def main() -> None:
         f"  peak ratio {large['peak_mb'] / small['peak_mb']:.3f} (aim <= 1.1); growth above "
         f"the warm process {grow_s:.0f} MB -> {grow_l:.0f} MB"
     )
+    return {
+        "analyze_over_bare_pass": full / bare,
+        "analyze_peak_memory_large_over_small": large["peak_mb"] / small["peak_mb"],
+    }
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def centernet_loop(
     return torch.from_numpy(out)
 
 
-def bench_render(repeat: int) -> None:
+def bench_render(repeat: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     size, grid, level = (480, 640), (120, 160), "P2"
     pts = [rng.uniform([0, 0], [size[1], size[0]], (5, 2)) for _ in range(64)]
@@ -99,6 +99,11 @@ def bench_render(repeat: int) -> None:
         f"  render_batch (+valid, offsets)   {t_full * 1e3:7.3f} ms  "
         f"ours/floor(four outputs) {t_full / t_floor_all:5.2f}x"
     )
+    return {
+        "labels_loop_over_batch_heatmap": t_loop / t_heat,
+        "labels_batch_heatmap_over_floor": t_heat / t_floor,
+        "labels_render_batch_over_floor": t_full / t_floor_all,
+    }
 
 
 def bench_stats(n_targets: int) -> None:
@@ -117,14 +122,16 @@ def bench_stats(n_targets: int) -> None:
         print(f"  {name:9s} {dt:6.2f} s   (P2 positives 1:{p2['neg_per_pos']:,.0f})")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Run both benchmarks; returns the rendering ratios (bench/run_all.py protocol)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    bench_render(args.repeat)
+    ratios = bench_render(args.repeat)
     bench_stats(args.targets)
+    return ratios
 
 
 if __name__ == "__main__":
