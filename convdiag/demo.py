@@ -26,7 +26,8 @@ DEFAULT_REMEDIES: list[tuple[str, dict[str, Any]]] = [
 
 @dataclass
 class DemoConfig:
-    """Synthetic set (n images of size (H, W)), training and retraining steps, seed, remedies."""
+    """Synthetic set (n images of size (H, W)), training and retraining steps, seed, remedies,
+    and the device (``--device`` text: auto, cpu, cuda or cuda:N)."""
 
     n: int = 160
     size: tuple[int, int] = (240, 320)
@@ -36,6 +37,7 @@ class DemoConfig:
     remedies: list[tuple[str, dict[str, Any]]] | None = None
     snr: float = 8.0
     clutter: float = 0.3
+    device: str = "cpu"
 
 
 def baseline_recipe(seed: int) -> Recipe:
@@ -50,15 +52,19 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
     "before", "baseline", "remedy", "recipes", "history", ...} - the before/baseline/remedy
     shape of ``retrain``'s report.json.
     """
-    import torch
-
     from convdiag.data.loaders import load_train_val
     from convdiag.data.synth import SynthConfig, synthesize
     from convdiag.label_stats import label_statistics
     from convdiag.options import ModelOptions
     from convdiag.report.curves import plot_curves
     from convdiag.report.io import write_json
-    from convdiag.workflow import label_prior, new_model_spec, retrain_compare, run_training
+    from convdiag.workflow import (
+        label_prior,
+        new_model_spec,
+        resolve_device,
+        retrain_compare,
+        run_training,
+    )
 
     say = (lambda *a: None) if quiet else console.print
     data = out / "data"
@@ -78,7 +84,7 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
         f"{p2['constant_loss']['bce']:.5f}")  # fmt: skip
 
     recipe = baseline_recipe(cfg.seed)
-    device = torch.device("cpu")
+    device = resolve_device(cfg.device)
     spec = new_model_spec(recipe, ModelOptions(), label_prior(train_ds, "P2"))
     model = spec.build()
     with progress(f"3. training {recipe.describe()}", cfg.steps, quiet) as advance:
@@ -90,7 +96,7 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
         f"constant predictor {f['constant_loss']:.5f}")  # fmt: skip
     plot_curves({"failing": base.history}, out / "failing_curves.png")
 
-    analysis = analyze_failure(out / "failing.pt", data, out, quiet)
+    analysis = analyze_failure(out / "failing.pt", data, out, quiet, cfg.device)
     if analysis and analysis.get("findings"):
         top = analysis["findings"][0]
         say(f"[bold]4. Diagnosis[/]: {top['id']} ({top['severity']}) - {top['explanation']}")
@@ -115,13 +121,17 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
     return report
 
 
-def analyze_failure(ckpt: Path, data: Path, out: Path, quiet: bool) -> dict[str, Any] | None:
+def analyze_failure(
+    ckpt: Path, data: Path, out: Path, quiet: bool, device: str = "cpu"
+) -> dict[str, Any] | None:
     """The analysis of the failing checkpoint, when ``convdiag.analyze`` is available."""
     try:
         from convdiag.analyze import analyze_checkpoint
     except ImportError:
         return None
-    result: dict[str, Any] = analyze_checkpoint(ckpt, data, out=out / "analysis", quiet=quiet)
+    result: dict[str, Any] = analyze_checkpoint(
+        ckpt, data, out=out / "analysis", quiet=quiet, device=device
+    )
     return result
 
 

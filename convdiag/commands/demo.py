@@ -85,7 +85,8 @@ def command(
     except InputError as e:
         raise InputError(f"--size {e}") from None
     cfg = DemoConfig(n=n_images, size=hw, steps=steps, retrain_steps=retrain_steps,
-                     seed=run.seed, remedies=remedies, snr=snr, clutter=clutter)  # fmt: skip
+                     seed=run.seed, remedies=remedies, snr=snr, clutter=clutter,
+                     device=run.device)  # fmt: skip
     quiet = run.format == "json"
     if run.out:
         out = prepare_out_dir(run.out)
