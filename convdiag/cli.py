@@ -3,7 +3,7 @@
 Each command module defines ``command`` (a click.Command) whose body parses options, calls
 the library and renders. Errors become exit codes here (DESIGN.md "Exit codes"): InputError
 and click usage errors -> one line on stderr and 2, any other error -> one line and 3,
-Ctrl-C -> 130. ``CONVDIAG_DEBUG=1`` re-raises so the traceback shows.
+Ctrl-C or SIGTERM -> 130. ``CONVDIAG_DEBUG=1`` re-raises so the traceback shows.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -31,6 +34,27 @@ COMMANDS = {
     "logs": "logs",
     "sweep": "sweep",
 }
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """While a command runs, SIGTERM (``kill``, a scheduler's stop) behaves like Ctrl-C:
+    partial temporary files are removed, a training run saves its checkpoint, exit 130."""
+    try:
+        old = signal.getsignal(signal.SIGTERM)
+        if old is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: the embedding application decides
+        old = None
+    try:
+        yield
+    finally:
+        if old is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, old)
 
 
 def _fail(message: str, code: int) -> None:
@@ -60,7 +84,8 @@ class ConvdiagGroup(click.Group):
         kwargs["standalone_mode"] = False
         debug = os.environ.get("CONVDIAG_DEBUG") == "1"
         try:
-            rv = super().main(*args, **kwargs)
+            with _sigterm_as_ctrl_c():
+                rv = super().main(*args, **kwargs)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
         except click.ClickException as e:
