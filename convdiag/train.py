@@ -5,8 +5,8 @@ with (seed, step), so a resumed run sees exactly the batches an uninterrupted ru
 Labels are rendered per batch at the step's progress (fixed window or schedule); crops are
 drawn anywhere unless ``oversample`` centres a share of them near a target; ``copy_paste``
 pastes target patches from other images. Validation runs every ``eval_every`` steps and the
-checkpoint is written atomically then; Ctrl-C or SIGTERM saves a checkpoint marked
-interrupted and raises ``TrainingInterrupted``.
+checkpoint is written atomically then; Ctrl-C or SIGTERM stops at the next step boundary,
+saves a checkpoint marked interrupted and raises ``TrainingInterrupted``.
 """
 
 from __future__ import annotations
@@ -247,21 +247,44 @@ def training_loss(
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    try:
-        old = signal.getsignal(signal.SIGTERM)
+def _deferred_interrupts() -> Iterator[Callable[[], bool]]:
+    """SIGINT and SIGTERM while training ask the loop to stop at the next step boundary.
 
-        def handler(signum: int, frame: Any) -> None:
+    Yields ``stop_requested()``. A step (forward, backward, optimizer update, step count)
+    is never cut in half, so the checkpoint saved on the way out holds whole steps and
+    ``--resume`` repeats exactly what an uninterrupted run does. A second signal raises
+    KeyboardInterrupt at once (the loop then saves only if no update was under way).
+    """
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) > 1:
             raise KeyboardInterrupt
 
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    try:
+        old = {s: signal.getsignal(s) for s in sigs}
+        for s in sigs:
+            signal.signal(s, handler)
+    except ValueError:  # not the main thread: signals stay with whoever handles them
+        yield lambda: False
         return
     try:
-        yield
+        yield lambda: bool(received)
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """True when ``flag`` is set on any process (one process: ``flag``), so that every rank
+    of a torchrun job stops at the same step."""
+    if dist.world_size() <= 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def train(
@@ -359,9 +382,12 @@ def train(
         window.clear()
         return ev
 
+    updating = False  # between the optimizer update and the step count: a torn state
     try:
-        with _sigterm_as_interrupt():
+        with _deferred_interrupts() as stop_requested:
             while step < steps:
+                if _any_rank(stop_requested(), runner.device):
+                    raise KeyboardInterrupt
                 batch = draw_batch(
                     train_ds, cache, recipe, step, runner.pad_to, crop, with_targets, rank, world
                 )
@@ -370,8 +396,10 @@ def train(
                 loss.backward()
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(recipe.lr, step, steps)
+                updating = True
                 opt.step()
                 step += 1
+                updating = False
                 window.append((float(loss.detach()), cls_l, reg_l))
                 info: dict[str, Any] = {"loss": window[-1][0]}
                 if step % eval_every == 0 or step == steps:
@@ -381,6 +409,8 @@ def train(
                 if on_step:
                     on_step(step, info)
     except KeyboardInterrupt:
+        if updating:  # a second signal tore a step: the last saved checkpoint stays
+            raise TrainingInterrupted(None, step) from None
         path = checkpoint(True)
         write_history(target.path.parent / "history.csv", history) if target else None
         raise TrainingInterrupted(path, step) from None
