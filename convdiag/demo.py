@@ -37,12 +37,13 @@ class DemoConfig:
     remedies: list[tuple[str, dict[str, Any]]] | None = None
     snr: float = 8.0
     clutter: float = 0.3
+    lr: float = 3e-3
     device: str = "cpu"
 
 
-def baseline_recipe(seed: int) -> Recipe:
+def baseline_recipe(seed: int, lr: float = 3e-3) -> Recipe:
     """The failing recipe: P2, hard one-cell labels, BCE, zero bias, crops anywhere."""
-    return Recipe(head="P2", labels="hard", loss="bce", bias_init="zero", seed=seed)
+    return Recipe(head="P2", labels="hard", loss="bce", bias_init="zero", seed=seed, lr=lr)
 
 
 def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) -> dict[str, Any]:
@@ -52,6 +53,8 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
     "before", "baseline", "remedy", "recipes", "history", ...} - the before/baseline/remedy
     shape of ``retrain``'s report.json.
     """
+    import torch
+
     from convdiag.data.loaders import load_train_val
     from convdiag.data.synth import SynthConfig, synthesize
     from convdiag.label_stats import label_statistics
@@ -83,9 +86,10 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
         f"(1:{p2['neg_per_pos']:.0f}); a constant predictor already scores BCE "
         f"{p2['constant_loss']['bce']:.5f}")  # fmt: skip
 
-    recipe = baseline_recipe(cfg.seed)
+    recipe = baseline_recipe(cfg.seed, cfg.lr)
     device = resolve_device(cfg.device)
     spec = new_model_spec(recipe, ModelOptions(), label_prior(train_ds, "P2"))
+    torch.manual_seed(recipe.seed)  # the initial weights follow --seed
     model = spec.build()
     with progress(f"3. training {recipe.describe()}", cfg.steps, quiet) as advance:
         base = run_training(spec, model, train_ds, val_ds, recipe, cfg.steps, out, "failing.pt",

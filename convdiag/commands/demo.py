@@ -36,6 +36,13 @@ from convdiag.options import RunOptions, run_options
     help="Background clutter strength of the synthetic set.",
 )
 @click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3e-3,
+    show_default=True,
+    help="Learning rate of every run.",
+)
+@click.option(
     "--steps",
     type=click.IntRange(min=1),
     default=600,
@@ -61,6 +68,7 @@ def command(
     size: str,
     snr: float,
     clutter: float,
+    lr: float,
     steps: int,
     retrain_steps: int,
     remedy_texts: tuple[str, ...],
@@ -85,7 +93,7 @@ def command(
     except InputError as e:
         raise InputError(f"--size {e}") from None
     cfg = DemoConfig(n=n_images, size=hw, steps=steps, retrain_steps=retrain_steps,
-                     seed=run.seed, remedies=remedies, snr=snr, clutter=clutter,
+                     seed=run.seed, remedies=remedies, snr=snr, clutter=clutter, lr=lr,
                      device=run.device)  # fmt: skip
     quiet = run.format == "json"
     if run.out:
