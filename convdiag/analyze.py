@@ -486,7 +486,7 @@ def analyze_checkpoint(
     from convdiag.models.outputs import resolve_callable
     from convdiag.options import DatasetOptions, ModelOptions, RecipeOptions
     from convdiag.report.console import progress
-    from convdiag.workflow import recipe_from, resolve_device
+    from convdiag.workflow import recipe_from, resolve_device, stored_call
 
     mo = model_opts or ModelOptions()
     cfg = config if config is not None else load_config()
@@ -506,8 +506,9 @@ def analyze_checkpoint(
         ds = ds.subset(list(range(min(len(ds), int(max_images)))))
     if len(ds) == 0:
         raise InputError(f"{data}: no image to analyze")
-    adapter = resolve_callable(mo.adapter, "--adapter") if mo.adapter else None
-    runner = ModelRunner(loaded.model.to(dev), adapter, mo.outputs, mo.pad_to, dev)
+    adapter_spec, outputs = stored_call(loaded.meta, mo)
+    adapter = resolve_callable(adapter_spec, "--adapter") if adapter_spec else None
+    runner = ModelRunner(loaded.model.to(dev), adapter, outputs, mo.pad_to, dev)
     with progress("analyzing", dist.shard_size(len(ds)), quiet) as advance:
         report, arrays = analyze_dataset(
             runner,
@@ -528,8 +529,8 @@ def analyze_checkpoint(
     report["model"] = {
         "format": loaded.format,
         "factory": loaded.factory or mo.model,
-        "adapter": mo.adapter,
-        "outputs": mo.outputs,
+        "adapter": adapter_spec,
+        "outputs": outputs,
         "missing_keys": list(loaded.missing_keys),
         "unexpected_keys": list(loaded.unexpected_keys),
         "notes": list(getattr(loaded, "notes", [])),

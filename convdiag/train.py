@@ -88,6 +88,8 @@ class CheckpointTarget:
     path: Path
     factory: str
     factory_args: dict[str, Any] = field(default_factory=dict)
+    adapter: str | None = None
+    outputs: str = "logits"
 
 
 class ImageCache:
@@ -356,6 +358,8 @@ def train(
                 "convdiag_version": __version__,
                 "history": history,
                 "run": run_name,
+                "adapter": target.adapter,
+                "outputs": target.outputs,
             },
             optimizer_state=opt.state_dict(),
         )

@@ -96,6 +96,13 @@ class ModelSpec:
         return ModelRunner(model.to(device), adapter, self.outputs, self.pad_to, device)
 
 
+def stored_call(meta: dict[str, Any], opts: ModelOptions) -> tuple[str | None, str]:
+    """(adapter, outputs) to call a checkpoint's model: the flags, else what it was trained with."""
+    adapter = opts.adapter or meta.get("adapter") or None
+    outputs = opts.outputs if opts.outputs != "logits" else meta.get("outputs") or "logits"
+    return adapter, outputs
+
+
 def new_model_spec(recipe: Recipe, opts: ModelOptions, prior: float, width: int = 16) -> ModelSpec:
     """The spec of a new model: the reference detector for ``recipe``, or the user's factory."""
     if opts.model and opts.model != REFERENCE:
@@ -130,7 +137,11 @@ def run_training(
 ) -> TrainResult:
     """Seed, train and (with ``out``) save ``out/ckpt_name``."""
     torch.manual_seed(recipe.seed)
-    target = CheckpointTarget(out / ckpt_name, spec.factory, spec.args) if out else None
+    target = (
+        CheckpointTarget(out / ckpt_name, spec.factory, spec.args, spec.adapter, spec.outputs)
+        if out
+        else None
+    )
     return train(
         spec.runner(model, device),
         train_ds,
@@ -171,6 +182,7 @@ def remedy_model(
             f"detector only; this model comes from {spec.factory}"
         )
     new = ModelSpec(spec.factory, {**spec.args, "head": remedy.head}, None, "logits", spec.pad_to)
+    torch.manual_seed(remedy.seed)  # the new head's initial weights follow the seed
     m = new.build()
     transfer_weights(model, m)
     return new, m

@@ -83,7 +83,14 @@ def command(
     from convdiag.recipe import parse_remedy
     from convdiag.report.io import prepare_out_dir
     from convdiag.report.retrain_report import render_markdown, render_table
-    from convdiag.workflow import REFERENCE, ModelSpec, recipe_from, resolve_device, retrain_compare
+    from convdiag.workflow import (
+        REFERENCE,
+        ModelSpec,
+        recipe_from,
+        resolve_device,
+        retrain_compare,
+        stored_call,
+    )
 
     device = resolve_device(run.device)
     remedies = [parse_remedy(t) for t in remedy_texts]
@@ -94,8 +101,8 @@ def command(
     )
     recipe = recipe_from(loaded.recipe, recipe_opts, seed=run.seed)
     factory = loaded.factory or model_opts.model or REFERENCE
-    spec = ModelSpec(factory, dict(loaded.factory_args), model_opts.adapter, model_opts.outputs,
-                     model_opts.pad_to)  # fmt: skip
+    adapter, outputs = stored_call(loaded.meta, model_opts)
+    spec = ModelSpec(factory, dict(loaded.factory_args), adapter, outputs, model_opts.pad_to)
     skipped: list[dict[str, Any]] = []
     if from_report:
         picked, skipped = remedies_from_report(Path(from_report), factory == REFERENCE)

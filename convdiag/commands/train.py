@@ -68,6 +68,8 @@ def command(
     \b
     Example: convdiag train data/ --head P2 --labels hard --loss bce --steps 1500 --out runs/p2
     """
+    import torch
+
     from convdiag.data.loaders import load_train_val
     from convdiag.errors import InputError
     from convdiag.geometry import parse_size
@@ -98,6 +100,7 @@ def command(
             raise InputError(f"--crop {e}") from None
     recipe = recipe_from(None, recipe_opts, **overrides)
     spec = new_model_spec(recipe, model_opts, label_prior(train_ds, recipe.level), width)
+    torch.manual_seed(recipe.seed)  # the initial weights follow --seed
     model = spec.build()
     resume_state = None
     if resume:
