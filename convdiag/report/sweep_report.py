@@ -124,11 +124,11 @@ def plot_f1(runs: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Non
     arms: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
         arms.setdefault(r["arm"], []).append(r)
-    cmap = plt.get_cmap("tab20")
+    cmap = plt.get_cmap("tab10")  # ten colours, then the next line style
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
     styles = ("-", "--", "-.", ":")
     for i, (name, rs) in enumerate(arms.items()):
-        colour, ls = cmap(i % 20), styles[(i // 10) % len(styles)]
+        colour, ls = cmap(i % 10), styles[(i // 10) % len(styles)]
         for ax, key in zip(axes, ("f1_at_0.5", "best_f1"), strict=True):
             curves = [_curve(r["history"], key) for r in rs]
             steps = sorted(set().union(*curves))
