@@ -101,6 +101,13 @@ class ImageCache:
         self.enabled = total <= CACHE_BYTES
         self.images: dict[int, np.ndarray] = {}
 
+    def preload(self) -> None:
+        """Read every image now if they are to be kept anyway: a corrupt image is then an
+        InputError before the first step, not after checkpoints were written."""
+        if self.enabled:
+            for i in range(len(self.ds)):
+                self.get(i)
+
     def get(self, i: int) -> np.ndarray:
         """Image i as float32 [H, W]."""
         if i in self.images:
@@ -333,6 +340,7 @@ def train(
             opt.load_state_dict(resume["optimizer"])
     eval_every = eval_every or max(1, steps // 10)
     cache = ImageCache(train_ds)
+    cache.preload()
     crop = effective_crop(recipe, train_ds)
     with_targets = np.array([i for i, r in enumerate(train_ds.records) if len(r.points)], dtype=int)
     recipe.steps = steps
