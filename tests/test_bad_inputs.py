@@ -110,6 +110,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     trunc = _points_set(w / "img_trunc", GOOD_ROWS)
     data = (trunc / "images" / "b.png").read_bytes()
     (trunc / "images" / "b.png").write_bytes(data[: len(data) // 2])
+    names = tuple(f"m{k:02d}" for k in range(12))
+    many = _points_set(
+        w / "img_trunc_late",
+        "image,x,y\n" + "".join(f"{n}.png,{5 + k},{6 + k}\n" for k, n in enumerate(names)),
+        images=names,
+    )
+    (many / "train.txt").write_text("\n".join(names[:10]) + "\n")
+    (many / "val.txt").write_text("\n".join(names[10:]) + "\n")
+    data = (many / "images" / "m05.png").read_bytes()
+    (many / "images" / "m05.png").write_bytes(data[: len(data) // 2])
     notimg = _points_set(w / "img_text", GOOD_ROWS)
     (notimg / "images" / "b.png").write_text("this is not a PNG\n")
     # masks: another size, values other than 0/1/255
@@ -192,6 +202,15 @@ CASES = [
     Case("image-truncated-labels-overlay",
          lambda w: ["labels", w / "img_trunc", "--level", "P2", "--examples", "3"],
          ("b.png", "truncated")),
+    # read late in training (m05 is one of 10 training images, one per step): the earlier
+    # checkpoint of this run must not replace the old one (seed 3 draws m05 first at step 8)
+    Case("image-truncated-train-keeps-old-checkpoint",
+         lambda w: ["train", w / "img_trunc_late", "--steps", "30", "--eval-every", "1",
+                    "--batch", "1", "--width", "4", "--seed", "3", "--out", w.out_old],
+         ("m05.png", "truncated")),
+    Case("image-truncated-retrain",
+         lambda w: ["retrain", w / "ckpt.pt", "--data", w / "img_trunc", "--soft", "--steps",
+                    "3", "--out", w.out_old], ("b.png", "truncated")),
     Case("image-not-an-image", lambda w: ["labels", w / "img_text"], ("b.png", "not a readable")),
     Case("mask-size", lambda w: ["labels", w / "mask_size"], ("b.png", "size", "--on-mismatch")),
     Case("mask-values", lambda w: ["check", "--data", w / "mask_values"],
