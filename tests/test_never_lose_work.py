@@ -177,6 +177,21 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(
     assert target.read_text() == "new"
 
 
+def test_atomic_write_gives_the_permissions_open_would(tmp_path: Path) -> None:
+    from convdiag.report.io import atomic_write_text
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    new = tmp_path / "new.json"
+    atomic_write_text(new, "{}")
+    assert new.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
+    old = tmp_path / "old.json"
+    old.write_text("x")
+    old.chmod(0o640)
+    atomic_write_text(old, "y")
+    assert old.stat().st_mode & 0o777 == 0o640 and old.read_text() == "y"
+
+
 # --------------------------------------------------------------------------- interrupted training
 
 STEPS, EVERY = 30, 3
