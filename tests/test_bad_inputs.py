@@ -333,6 +333,16 @@ CASES = [
     Case("synth-size-bad", lambda w: ["synth", w / "synth_out", "--size", "0x10"], ("--size",)),
     Case("synth-targets-bad", lambda w: ["synth", w / "synth_out", "--targets", "5-1"],
          ("--targets", "5-1")),
+    # ------------------------------------------------------------------ sweep
+    Case("sweep-arm-unknown", lambda w: ["sweep", w.good, "--arms", "nope", "--steps", "1"],
+         ("--arms", "nope")),
+    Case("sweep-head-unknown", lambda w: ["sweep", w.good, "--heads", "P9x", "--steps", "1"],
+         ("--heads", "P9x")),
+    Case("sweep-soft-sigmas-bad",
+         lambda w: ["sweep", w.good, "--soft-sigmas", "3=abc", "--steps", "1"],
+         ("--soft-sigmas", "3=abc")),
+    Case("sweep-dataset-bad", lambda w: ["sweep", w / "img_empty", "--arms", "hard",
+                                         "--steps", "1"], ("b.png", "empty")),
     # ------------------------------------------------------------------ show and logs
     Case("show-not-a-report", lambda w: ["show", w / "not_report.json"],
          ("not_report.json", "not an analyze report"), new_out=False),
@@ -370,7 +380,7 @@ def test_corpus_size() -> None:
     commands = {c.args(World(Path("/x")))[0] for c in CASES}
     assert len(CASES) >= 30
     assert commands >= {"labels", "train", "analyze", "retrain", "show", "check", "logs",
-                        "synth", "demo"}  # fmt: skip
+                        "synth", "demo", "sweep"}  # fmt: skip
 
 
 # A handful as a user runs them: a real process, its real stderr.
