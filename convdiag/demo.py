@@ -29,15 +29,15 @@ class DemoConfig:
     """Synthetic set (n images of size (H, W)), training and retraining steps, seed, remedies,
     and the device (``--device`` text: auto, cpu, cuda or cuda:N)."""
 
-    n: int = 160
+    n: int = 560
     size: tuple[int, int] = (240, 320)
     steps: int = 600
-    retrain_steps: int = 600
+    retrain_steps: int = 200
     seed: int = 0
     remedies: list[tuple[str, dict[str, Any]]] | None = None
-    snr: float = 8.0
+    snr: float = 6.0
     clutter: float = 0.3
-    lr: float = 3e-3
+    lr: float = 1.5e-3
     device: str = "cpu"
 
 

@@ -16,7 +16,7 @@ from convdiag.options import RunOptions, run_options
     "--n",
     "n_images",
     type=click.IntRange(min=10),
-    default=160,
+    default=560,
     show_default=True,
     help="Synthetic images.",
 )
@@ -24,7 +24,7 @@ from convdiag.options import RunOptions, run_options
 @click.option(
     "--snr",
     type=click.FloatRange(min=0, min_open=True),
-    default=8.0,
+    default=6.0,
     show_default=True,
     help="Target peak over sensor-noise std of the synthetic set.",
 )
@@ -38,7 +38,7 @@ from convdiag.options import RunOptions, run_options
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
-    default=3e-3,
+    default=1.5e-3,
     show_default=True,
     help="Learning rate of every run.",
 )
@@ -52,7 +52,7 @@ from convdiag.options import RunOptions, run_options
 @click.option(
     "--retrain-steps",
     type=click.IntRange(min=1),
-    default=600,
+    default=200,
     show_default=True,
     help="Steps of each retraining run (baseline and remedy).",
 )
