@@ -1,7 +1,8 @@
 """The short training loop behind ``train``, ``retrain`` and ``demo``.
 
-AdamW with a short warm-up and cosine decay, seeded and deterministic on CPU. Each step draws its batch from a generator seeded
-with (seed, step), so a resumed run sees exactly the batches an uninterrupted run would.
+AdamW with a short warm-up and cosine decay, seeded and deterministic on CPU. Each step
+draws its batch from a generator seeded with (seed, step), so a resumed run sees exactly
+the batches an uninterrupted run would.
 Labels are rendered per batch at the step's progress (fixed window or schedule); crops are
 drawn anywhere unless ``oversample`` centres a share of them near a target; ``copy_paste``
 pastes target patches from other images. Validation runs every ``eval_every`` steps and the
@@ -11,9 +12,7 @@ saves a checkpoint marked interrupted and raises ``TrainingInterrupted``.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 import signal
 import time
@@ -30,9 +29,9 @@ from convdiag import __version__, losses
 from convdiag import distributed as dist
 from convdiag.batching import Batch, pad_images
 from convdiag.data.sample import PointDataset
-from convdiag.evaluate import ModelRunner, batch_labels, evaluate, label_params
+from convdiag.evaluate import SUMMARY_KEYS, ModelRunner, batch_labels, evaluate, label_params
 from convdiag.recipe import Recipe
-from convdiag.report.io import atomic_write_text
+from convdiag.report.io import atomic_write_text, csv_text
 
 HISTORY_COLUMNS = (
     "run",
@@ -44,15 +43,7 @@ HISTORY_COLUMNS = (
     "kernel",
     "sigma",
     "cls_weight",
-    "f1_at_0.5",
-    "best_f1",
-    "best_threshold",
-    "precision",
-    "recall",
-    "fp_per_image",
-    "loc_error_px",
-    "cls_loss",
-    "constant_loss",
+    *SUMMARY_KEYS,
     "reg_loss",
     "seconds",
 )
@@ -456,18 +447,7 @@ def _ramp(recipe: Recipe, progress: float) -> float:
 
 def history_csv(rows: list[dict[str, Any]]) -> str:
     """History rows as CSV text with the HISTORY_COLUMNS header."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(HISTORY_COLUMNS), extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _csv_value(row.get(k)) for k in HISTORY_COLUMNS})
-    return buf.getvalue()
-
-
-def _csv_value(v: Any) -> Any:
-    if isinstance(v, float):
-        return "" if not math.isfinite(v) else f"{v:.6g}"
-    return "" if v is None else v
+    return csv_text(rows, HISTORY_COLUMNS)
 
 
 def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
