@@ -1,30 +1,75 @@
 """convdiag: why a heatmap detector for tiny point targets does not converge, and the fix.
 
-The public API is imported lazily so that ``import convdiag`` stays fast.
+The library behind every command, imported lazily so that ``import convdiag`` stays fast
+(no torch until a name that needs it is used)::
+
+    import convdiag
+
+    convdiag.synthesize("data", convdiag.SynthConfig(n=48, size=(96, 128), snr=5))
+    run = convdiag.train("data", convdiag.Recipe(labels="hard", bias_init="zero"), out="runs/p2")
+    report = convdiag.analyze_checkpoint(run.checkpoint, "data")
+    fixed = convdiag.retrain(run.checkpoint, "data", ["focal-loss"], steps=300)
+
+Data: ``load_dataset``, ``load_train_val``, ``synthesize``/``SynthConfig``. Labels:
+``render_heatmap``, ``render_batch``, ``parse_schedule``, ``label_statistics``. Models:
+``reference``, ``load_checkpoint``, ``ModelRunner``. Analysis: ``analyze_checkpoint``,
+``analyze_dataset``, ``diagnose``, ``Finding``/``Remedy``. Training: ``train`` (a dataset,
+as ``convdiag train``), ``run_training`` (a built model), ``retrain`` and
+``retrain_compare``, ``Recipe``/``apply_remedy``. In a user's own loop: ``Monitor``,
+``MonitorCallback`` (Lightning). Logs: ``analyze_log``. Options as the commands take them:
+``DatasetOptions``, ``ModelOptions``, ``RecipeOptions``.
+
+``convdiag.train`` and ``convdiag.diagnose`` are the functions even though modules of
+those names exist; import from the modules with ``from convdiag.train import ...``.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    # data
+    "load_dataset": "convdiag.data.loaders",
+    "load_train_val": "convdiag.data.loaders",
+    "synthesize": "convdiag.data.synth",
+    "SynthConfig": "convdiag.data.synth",
+    # labels
     "render_heatmap": "convdiag.labels",
     "render_batch": "convdiag.labels",
     "parse_schedule": "convdiag.labels",
     "label_statistics": "convdiag.label_stats",
-    "load_dataset": "convdiag.data.loaders",
-    "synthesize": "convdiag.data.synth",
-    "Recipe": "convdiag.recipe",
-    "apply_remedy": "convdiag.recipe",
+    # models
+    "reference": "convdiag.models.reference",
+    "load_checkpoint": "convdiag.models.checkpoint",
+    "ModelRunner": "convdiag.evaluate",
+    # analysis and diagnosis
+    "analyze_checkpoint": "convdiag.analyze",
+    "analyze_dataset": "convdiag.analyze",
+    "diagnose": "convdiag.diagnose",
     "Finding": "convdiag.findings",
     "Remedy": "convdiag.findings",
+    # training and retraining
+    "train": "convdiag.api",
+    "retrain": "convdiag.api",
+    "run_training": "convdiag.workflow",
+    "retrain_compare": "convdiag.workflow",
+    "ModelSpec": "convdiag.workflow",
+    "Recipe": "convdiag.recipe",
+    "apply_remedy": "convdiag.recipe",
+    # a user's own training loop, and training logs
     "Monitor": "convdiag.monitor",
     "MonitorCallback": "convdiag.monitor",
     "ConvdiagWarning": "convdiag.monitor",
     "analyze_log": "convdiag.logs",
+    # options, as the commands' flags
+    "DatasetOptions": "convdiag.options",
+    "ModelOptions": "convdiag.options",
+    "RecipeOptions": "convdiag.options",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -34,3 +79,21 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'convdiag' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+class _Package(types.ModuleType):
+    """Keeps public names that are also submodule names (``train``, ``diagnose``) bound to
+    the functions: importing a submodule binds it on its package, which would otherwise
+    replace the lazy name and make ``convdiag.diagnose(...)`` depend on import order."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _LAZY:
+            return  # the submodule stays reachable through sys.modules and ``from ... import``
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

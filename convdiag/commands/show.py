@@ -1,4 +1,5 @@
-"""``convdiag show report.json``: render a saved analyze report again, without recomputing."""
+"""``convdiag show report.json``: render a saved analyze or logs report again, without
+recomputing (a report's ``kind`` picks the renderer: ``analyze``, the default, or ``logs``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import click
 
 
 def read_report(path: str) -> dict[str, Any]:
-    """Load and check an analyze report.json; InputError naming the file otherwise."""
+    """Load and check an analyze or logs report.json; InputError naming the file otherwise."""
     from convdiag.errors import InputError
 
     p = Path(path)
@@ -25,14 +26,15 @@ def read_report(path: str) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise InputError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(data, dict) or "findings" not in data or "metrics" not in data:
-        raise InputError(f"{p}: not an analyze report (no findings and metrics)")
+        raise InputError(f"{p}: not an analyze report nor a logs report (no findings and metrics)")
     if data.get("schema") != 1:
         raise InputError(f"{p}: report schema {data.get('schema')!r} is not supported (1)")
     if not isinstance(data["findings"], list) or not all(
         isinstance(f, dict) and {"id", "severity", "evidence"} <= set(f) for f in data["findings"]
     ):
         raise InputError(f"{p}: malformed findings (each needs id, severity, evidence)")
-    data.setdefault("analyses", {})
+    if data.get("kind") != "logs":
+        data.setdefault("analyses", {})
     return data
 
 
@@ -53,17 +55,20 @@ def read_report(path: str) -> dict[str, Any]:
     help="Exit 1 when a finding is at or above this severity.",
 )
 def command(report: str, fmt: str, fail_on: str | None) -> int:
-    """Render a saved analyze REPORT (report.json or its folder) again.
+    """Render a saved analyze or logs REPORT (report.json or its folder) again.
 
     \b
     Example: convdiag show report/report.json --format markdown
     """
     from convdiag.errors import InputError
     from convdiag.findings import Finding, exit_code
-    from convdiag.report.analyze_report import render_markdown, render_table
     from convdiag.report.console import emit
 
     data = read_report(report)
+    if data.get("kind") == "logs":
+        from convdiag.report.logs_report import render_markdown, render_table
+    else:
+        from convdiag.report.analyze_report import render_markdown, render_table
     try:
         findings = [Finding.from_dict(f) for f in data["findings"]]
     except (TypeError, ValueError, KeyError) as e:

@@ -612,7 +612,7 @@ def _dataset_split(src: _Source, names: tuple[str, ...]) -> list[str] | None:
 
 def load_train_val(
     path: str | os.PathLike[str],
-    options: DatasetOptions | None,
+    options: DatasetOptions | None = None,
     seed: int = 0,
     val_fraction: float = 0.2,
 ) -> tuple[PointDataset, PointDataset]:

@@ -1,0 +1,174 @@
+"""Friendly one-call versions of ``convdiag train`` and ``convdiag retrain`` for Python users.
+
+Thin wrappers over ``convdiag.workflow``: they take paths and option dataclasses, as the
+commands take flags, and return what the commands print (a ``TrainResult``, a retrain
+report dict). ``train`` here is the dataset-level trainer; the step loop over a
+``ModelRunner`` is ``convdiag.train.train``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from convdiag.errors import InputError
+
+if TYPE_CHECKING:
+    from convdiag.findings import Remedy
+    from convdiag.options import DatasetOptions, ModelOptions, RecipeOptions
+    from convdiag.recipe import Recipe
+    from convdiag.train import TrainResult
+
+PathLike = Union[str, "os.PathLike[str]"]
+RemedySpec = Union[str, tuple[str, Mapping[str, Any]], Mapping[str, Any], "Remedy"]
+
+
+def as_remedy(spec: RemedySpec) -> tuple[str, dict[str, Any]]:
+    """One remedy as (id, params) from ``"ID[:key=value,...]"``, ``(id, params)``, a report's
+    remedy dict ``{"id", "params"}`` or a ``Remedy``; InputError for an unknown id or key."""
+    from convdiag.findings import Remedy
+    from convdiag.recipe import REMEDY_DEFAULTS, parse_remedy
+
+    if isinstance(spec, str):
+        return parse_remedy(spec)
+    if isinstance(spec, Remedy):
+        rid, params = spec.id, dict(spec.params)
+    elif isinstance(spec, Mapping):
+        rid, params = str(spec.get("id")), dict(spec.get("params") or {})
+    elif isinstance(spec, tuple) and len(spec) == 2:
+        rid, params = str(spec[0]), dict(spec[1] or {})
+    else:
+        raise InputError(f"remedy {spec!r}: use 'ID[:key=value,...]', (id, params) or a Remedy")
+    if rid not in REMEDY_DEFAULTS:
+        parse_remedy(rid)  # raises the one-line error naming the known ids
+    unknown = set(params) - set(REMEDY_DEFAULTS[rid])
+    if unknown:
+        known = ", ".join(REMEDY_DEFAULTS[rid]) or "none"
+        raise InputError(f"remedy {rid}: unknown parameter {sorted(unknown)[0]!r} (known: {known})")
+    return rid, params
+
+
+def train(
+    data: PathLike,
+    recipe: Recipe | None = None,
+    steps: int = 300,
+    out: PathLike | None = None,
+    *,
+    model_opts: ModelOptions | None = None,
+    dataset: DatasetOptions | None = None,
+    width: int = 16,
+    device: str = "cpu",
+    eval_every: int = 0,
+    quiet: bool = True,
+) -> TrainResult:
+    """Train a detector on ``data`` for ``steps`` steps, as ``convdiag train`` does.
+
+    recipe: how to train (default ``Recipe()``: P2, hard labels, BCE, prior bias; its
+    ``seed`` seeds the split, the initial weights and the batches). model_opts: a user's
+    factory/adapter (default: the reference detector with ``recipe.head`` and ``width``
+    channels, its classification bias at the hard-label prior p = positive cells / cells
+    when ``bias_init="prior"``). The validation set is the dataset's val/test split, else a
+    seeded 20% hold-out. With ``out``: ``out/checkpoint.pt`` (self-describing),
+    ``history.csv`` and ``curves.png``. Returns the ``TrainResult`` (history rows, final
+    validation metrics, ``checkpoint`` path or None).
+    """
+    import torch
+
+    from convdiag.data.loaders import load_train_val
+    from convdiag.options import ModelOptions
+    from convdiag.recipe import Recipe
+    from convdiag.report.console import progress
+    from convdiag.workflow import label_prior, new_model_spec, resolve_device, run_training
+
+    rec = recipe if recipe is not None else Recipe()
+    dev: torch.device = resolve_device(device)
+    out_dir = _prepare(out)
+    train_ds, val_ds = load_train_val(data, dataset, seed=rec.seed)
+    spec = new_model_spec(
+        rec, model_opts or ModelOptions(), label_prior(train_ds, rec.level), width
+    )
+    torch.manual_seed(rec.seed)  # the initial weights follow the recipe's seed
+    model = spec.build()
+    with progress(f"training {rec.describe()}", steps, quiet) as advance:
+        result = run_training(
+            spec, model, train_ds, val_ds, rec, steps, out_dir, "checkpoint.pt", dev, "train",
+            eval_every, on_step=lambda s, i: advance(1),
+        )  # fmt: skip
+    if out_dir is not None:
+        from convdiag.report.curves import plot_curves
+        from convdiag.train import write_history
+
+        write_history(out_dir / "history.csv", result.history)
+        plot_curves({"train": result.history}, out_dir / "curves.png")
+    return result
+
+
+def retrain(
+    checkpoint: PathLike,
+    data: PathLike,
+    remedies: Sequence[RemedySpec],
+    steps: int = 300,
+    compare: bool = True,
+    out: PathLike | None = None,
+    *,
+    seed: int = 0,
+    model_opts: ModelOptions | None = None,
+    recipe_opts: RecipeOptions | None = None,
+    dataset: DatasetOptions | None = None,
+    device: str = "cpu",
+    eval_every: int = 0,
+    quiet: bool = True,
+) -> dict[str, Any]:
+    """Continue ``checkpoint`` with ``remedies`` applied, as ``convdiag retrain`` does.
+
+    remedies: ``"soft-labels:kernel=5,sigma=1.2"``, ``("focal-loss", {})``, a report's remedy
+    dict or a ``Remedy``, applied in order to the checkpoint's own recipe (a convdiag
+    checkpoint carries it; otherwise ``recipe_opts`` describes how it was trained).
+    model_opts: factory, adapter, ... for a checkpoint that does not name its model. With
+    ``compare`` the unchanged recipe is continued too, from the same weights for the same
+    ``steps`` and ``seed``. Returns the report: {"before", "baseline" (None without
+    compare), "remedy"} summaries (F1 at 0.5, best F1, precision, recall, FP per image,
+    localisation error, cls loss and the constant predictor's), "recipes", "remedies",
+    "history"; with ``out``: retrained.pt, baseline.pt, history.csv, curves.png and
+    report.json there.
+    """
+    from convdiag.data.loaders import load_train_val
+    from convdiag.models.checkpoint import load_checkpoint
+    from convdiag.options import ModelOptions, RecipeOptions
+    from convdiag.report.console import progress
+    from convdiag.workflow import (
+        REFERENCE,
+        ModelSpec,
+        recipe_from,
+        resolve_device,
+        retrain_compare,
+        stored_call,
+    )
+
+    parsed = [as_remedy(r) for r in remedies]
+    mo = model_opts or ModelOptions()
+    dev = resolve_device(device)
+    loaded = load_checkpoint(checkpoint, mo.model, dict(mo.model_args), mo.trust_checkpoint)
+    recipe = recipe_from(loaded.recipe, recipe_opts or RecipeOptions(), seed=seed)
+    adapter, outputs = stored_call(loaded.meta, mo)
+    factory = loaded.factory or mo.model or REFERENCE
+    spec = ModelSpec(factory, dict(loaded.factory_args), adapter, outputs, mo.pad_to)
+    out_dir = _prepare(out)
+    train_ds, val_ds = load_train_val(data, dataset, seed=seed)
+    with progress("retraining", steps * (2 if compare else 1), quiet) as advance:
+        report: dict[str, Any] = retrain_compare(
+            spec, loaded.model, recipe, parsed, train_ds, val_ds, steps, seed, compare, out_dir,
+            dev, eval_every, on_step=lambda name, s, i: advance(1),
+        )  # fmt: skip
+    report["checkpoint"] = str(checkpoint)
+    return report
+
+
+def _prepare(out: PathLike | None) -> Path | None:
+    if out is None:
+        return None
+    from convdiag.report.io import prepare_out_dir
+
+    return prepare_out_dir(out)
