@@ -141,7 +141,9 @@ def render_heatmap(
 
     points: [N, 2] (x, y) pixel coordinates (numpy or torch); image_size: (H, W).
     Hard (one 1.0 per target cell) when ``kernel`` is None (``sigma`` is then ignored);
-    soft otherwise with ``sigma`` defaulting to 1.0 (module docstring for the formula).
+    soft otherwise with ``sigma`` defaulting to 1.0: in the k x k window around the target
+    cell (i, j), exp(-((i'-i)^2 + (j'-j)^2) / (2 sigma^2)), values below ``trunc`` set to 0,
+    several targets combined by maximum (module docstring for even k).
     """
     p = _as_points(points)
     h, w = grid_size(image_size, level)

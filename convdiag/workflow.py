@@ -135,7 +135,14 @@ def run_training(
     resume: dict[str, Any] | None = None,
     on_step: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> TrainResult:
-    """Seed, train and (with ``out``) save ``out/ckpt_name``."""
+    """Train ``model`` (built from ``spec``) for ``steps`` steps with ``recipe``.
+
+    Seeds torch with ``recipe.seed`` first (the batches are seeded by (seed, step)), so the
+    same weights, recipe and data give the same run. With ``out``, the self-describing
+    checkpoint ``out/ckpt_name`` (factory, arguments, adapter, weights, recipe) is written
+    at each validation. Returns the ``TrainResult``: history rows, ``final`` validation
+    metrics, steps reached, checkpoint path, seconds.
+    """
     torch.manual_seed(recipe.seed)
     target = (
         CheckpointTarget(out / ckpt_name, spec.factory, spec.args, spec.adapter, spec.outputs)
