@@ -170,7 +170,15 @@ def _direct_writes(path: Path) -> list[str]:
         elif name in ("open", "fdopen"):
             modes = [k.value for k in node.keywords if k.arg == "mode"] + node.args[1:2]
             first = node.args[0] if node.args else None
-            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            if isinstance(first, ast.Constant) and str(first.value) in (
+                "w",
+                "wb",
+                "a",
+                "ab",
+                "x",
+                "xb",
+                "w+",
+            ):
                 modes.append(first)  # Path.open("w")
             if not modes:
                 continue  # read
