@@ -230,8 +230,11 @@ def test_schedule_round_trip(ks, data):
     sched = Schedule([(e, k, s) for e, (k, s) in zip(ends, ks, strict=False)])
     again = parse_schedule(str(sched))
     assert again == sched
-    for e, k, s in sched.phases:
-        assert again.at(e - 1e-9) == (k, s)
+    prev = 0.0
+    for e, k, s in sched.phases:  # inside [previous end, end) the phase applies
+        assert again.at(prev + (e - prev) / 2) == (k, s)
+        assert again.at(prev) == (k, s)
+        prev = e
 
 
 @pytest.mark.parametrize(
