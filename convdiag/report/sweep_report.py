@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from collections.abc import Sequence
@@ -12,6 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from convdiag.report.console import fmt_num, md_table, table
+from convdiag.report.io import csv_text
 
 CSV_COLUMNS = (
     "arm",
@@ -38,18 +37,7 @@ TABLE_COLUMNS = ("arm", "F1 @ 0.5", "best F1", "FP / image", "loc. error (px)",
 
 def sweep_csv(rows: Sequence[dict[str, Any]]) -> str:
     """CSV text, CSV_COLUMNS header, one line per arm; empty cells for None/NaN."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
-    w.writeheader()
-    for row in rows:
-        w.writerow({k: _cell(row.get(k)) for k in CSV_COLUMNS})
-    return buf.getvalue()
-
-
-def _cell(v: Any) -> Any:
-    if isinstance(v, float):
-        return "" if not math.isfinite(v) else f"{v:.6g}"
-    return "" if v is None else v
+    return csv_text(rows, CSV_COLUMNS)
 
 
 def _pm(mean: Any, std: Any) -> str:
