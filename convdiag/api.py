@@ -135,26 +135,15 @@ def retrain(
     report.json there.
     """
     from convdiag.data.loaders import load_train_val
-    from convdiag.models.checkpoint import load_checkpoint
     from convdiag.options import ModelOptions, RecipeOptions
     from convdiag.report.console import progress
-    from convdiag.workflow import (
-        REFERENCE,
-        ModelSpec,
-        recipe_from,
-        resolve_device,
-        retrain_compare,
-        stored_call,
-    )
+    from convdiag.workflow import load_for_retrain, resolve_device, retrain_compare
 
     parsed = [as_remedy(r) for r in remedies]
-    mo = model_opts or ModelOptions()
     dev = resolve_device(device)
-    loaded = load_checkpoint(checkpoint, mo.model, dict(mo.model_args), mo.trust_checkpoint)
-    recipe = recipe_from(loaded.recipe, recipe_opts or RecipeOptions(), seed=seed)
-    adapter, outputs = stored_call(loaded.meta, mo)
-    factory = loaded.factory or mo.model or REFERENCE
-    spec = ModelSpec(factory, dict(loaded.factory_args), adapter, outputs, mo.pad_to)
+    loaded, recipe, spec = load_for_retrain(
+        checkpoint, model_opts or ModelOptions(), recipe_opts or RecipeOptions(), seed
+    )
     out_dir = _prepare(out)
     train_ds, val_ds = load_train_val(data, dataset, seed=seed)
     with progress("retraining", steps * (2 if compare else 1), quiet) as advance:

@@ -6,6 +6,7 @@ Commands only parse options, call these, and render what they return.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,21 @@ def stored_call(meta: dict[str, Any], opts: ModelOptions) -> tuple[str | None, s
     adapter = opts.adapter or meta.get("adapter") or None
     outputs = opts.outputs if opts.outputs != "logits" else meta.get("outputs") or "logits"
     return adapter, outputs
+
+
+def load_for_retrain(
+    checkpoint: str | os.PathLike[str], opts: ModelOptions, flags: RecipeOptions, seed: int
+) -> tuple[Any, Recipe, ModelSpec]:
+    """Load ``checkpoint`` with what continuing it needs: (LoadedCheckpoint, its recipe with
+    the given flags and seed applied, the ModelSpec that rebuilds and calls its model)."""
+    from convdiag.models.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint, opts.model, dict(opts.model_args), opts.trust_checkpoint)
+    recipe = recipe_from(loaded.recipe, flags, seed=seed)
+    adapter, outputs = stored_call(loaded.meta, opts)
+    factory = loaded.factory or opts.model or REFERENCE
+    spec = ModelSpec(factory, dict(loaded.factory_args), adapter, outputs, opts.pad_to)
+    return loaded, recipe, spec
 
 
 def new_model_spec(recipe: Recipe, opts: ModelOptions, prior: float, width: int = 16) -> ModelSpec:

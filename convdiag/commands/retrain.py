@@ -79,33 +79,19 @@ def command(
     Example: convdiag retrain ckpt.pt --data data/ --soft --focal --compare --out runs/fix
     """
     from convdiag.data.loaders import load_train_val
-    from convdiag.models.checkpoint import load_checkpoint
     from convdiag.recipe import parse_remedy
     from convdiag.report.io import prepare_out_dir
     from convdiag.report.retrain_report import render_markdown, render_table
-    from convdiag.workflow import (
-        REFERENCE,
-        ModelSpec,
-        recipe_from,
-        resolve_device,
-        retrain_compare,
-        stored_call,
-    )
+    from convdiag.workflow import REFERENCE, load_for_retrain, resolve_device, retrain_compare
 
     device = resolve_device(run.device)
     remedies = [parse_remedy(t) for t in remedy_texts]
     remedies += [(rid, {}) for flag, rid in ((soft, "soft-labels"), (focal, "focal-loss"),
                                              (dynamic, "sigma-schedule")) if flag]  # fmt: skip
-    loaded = load_checkpoint(
-        checkpoint, model_opts.model, dict(model_opts.model_args), model_opts.trust_checkpoint
-    )
-    recipe = recipe_from(loaded.recipe, recipe_opts, seed=run.seed)
-    factory = loaded.factory or model_opts.model or REFERENCE
-    adapter, outputs = stored_call(loaded.meta, model_opts)
-    spec = ModelSpec(factory, dict(loaded.factory_args), adapter, outputs, model_opts.pad_to)
+    loaded, recipe, spec = load_for_retrain(checkpoint, model_opts, recipe_opts, run.seed)
     skipped: list[dict[str, Any]] = []
     if from_report:
-        picked, skipped = remedies_from_report(Path(from_report), factory == REFERENCE)
+        picked, skipped = remedies_from_report(Path(from_report), spec.factory == REFERENCE)
         remedies += picked
     out = prepare_out_dir(run.out) if run.out and is_main() else None
     train_ds, val_ds = load_train_val(data, dataset, seed=run.seed)
