@@ -32,16 +32,16 @@ class DemoConfig:
     n: int = 560
     size: tuple[int, int] = (240, 320)
     steps: int = 600
-    retrain_steps: int = 200
+    retrain_steps: int = 300
     seed: int = 0
     remedies: list[tuple[str, dict[str, Any]]] | None = None
     snr: float = 6.0
     clutter: float = 0.3
-    lr: float = 1.5e-3
+    lr: float = 1e-3
     device: str = "cpu"
 
 
-def baseline_recipe(seed: int, lr: float = 3e-3) -> Recipe:
+def baseline_recipe(seed: int, lr: float = 1e-3) -> Recipe:
     """The failing recipe: P2, hard one-cell labels, BCE, zero bias, crops anywhere."""
     return Recipe(head="P2", labels="hard", loss="bce", bias_init="zero", seed=seed, lr=lr)
 

@@ -38,7 +38,7 @@ from convdiag.options import RunOptions, run_options
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
-    default=1.5e-3,
+    default=1e-3,
     show_default=True,
     help="Learning rate of every run.",
 )
@@ -52,7 +52,7 @@ from convdiag.options import RunOptions, run_options
 @click.option(
     "--retrain-steps",
     type=click.IntRange(min=1),
-    default=200,
+    default=300,
     show_default=True,
     help="Steps of each retraining run (baseline and remedy).",
 )
