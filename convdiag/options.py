@@ -241,15 +241,25 @@ def recipe_options(f: F) -> F:
     return _fold(opts, names, "recipe_opts", build)(f)
 
 
+def format_option(name: str = "fmt") -> Callable[[F], F]:
+    """--format table|json|markdown, passed to the command as ``name``."""
+    return click.option(
+        "--format",
+        name,
+        type=click.Choice(["table", "json", "markdown"]),
+        default="table",
+        show_default=True,
+        help="Output on stdout: rich table, JSON alone, or Markdown.",
+    )
+
+
 def run_options(default_fail_on: str | None = None, with_out: bool = True) -> Callable[[F], F]:
     """Run options: --seed, --device, --format, --out, --fail-on."""
     opts = [
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
         click.option("--device", default="cpu", show_default=True,
                      help="auto, cpu, cuda or cuda:N."),
-        click.option("--format", "format", type=click.Choice(["table", "json", "markdown"]),
-                     default="table", show_default=True,
-                     help="Output on stdout: rich table, JSON alone, or Markdown."),
+        format_option("format"),
     ]  # fmt: skip
     names = ["seed", "device", "format"]
     if with_out:

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from convdiag.options import format_option
+
 
 def read_report(path: str) -> dict[str, Any]:
     """Load and check an analyze or logs report.json; InputError naming the file otherwise."""
@@ -40,14 +42,7 @@ def read_report(path: str) -> dict[str, Any]:
 
 @click.command("show")
 @click.argument("report", type=click.Path())
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "markdown"]),
-    default="table",
-    show_default=True,
-    help="Output on stdout: rich table, JSON alone, or Markdown.",
-)
+@format_option()
 @click.option(
     "--fail-on",
     type=click.Choice(["info", "warning", "error", "never"]),

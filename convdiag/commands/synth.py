@@ -9,6 +9,7 @@ import click
 
 from convdiag.errors import InputError
 from convdiag.geometry import parse_size
+from convdiag.options import format_option
 
 _RANGE = re.compile(
     r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(?:(?:-|:|\.\.)\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*)?"
@@ -78,14 +79,7 @@ def _rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (>= 0).")
 @click.option("--force", is_flag=True, help="Replace a dataset already in OUT.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "markdown"]),
-    default="table",
-    show_default=True,
-    help="Output on stdout: rich table, JSON alone, or Markdown.",
-)
+@format_option()
 def command(
     out: str,
     n: int,
