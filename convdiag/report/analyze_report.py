@@ -83,14 +83,20 @@ def _title(report: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- console
 
 
-def summary_panel(report: dict[str, Any]) -> Panel:
-    """Verdict, top finding (with its explanation) and top remedy."""
+def verdict_text(report: dict[str, Any]) -> tuple[Text, dict[str, Any] | None, str]:
+    """(panel body starting with the verdict line, top finding or None, its severity)."""
     fs = report.get("findings", [])
     top = fs[0] if fs else None
     sev = top["severity"] if top else "info"
     body = Text()
     body.append("Verdict: ", style="bold")
     body.append(report.get("verdict", "-") + "\n", style=SEVERITY_STYLE.get(sev, ""))
+    return body, top, sev
+
+
+def summary_panel(report: dict[str, Any]) -> Panel:
+    """Verdict, top finding (with its explanation) and top remedy."""
+    body, top, sev = verdict_text(report)
     if top:
         body.append("Top finding: ", style="bold")
         body.append(f"{top['id']} ({top['severity']}, {top['level']})\n")

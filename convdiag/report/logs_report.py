@@ -14,7 +14,13 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from convdiag.report.analyze_report import SEVERITY_STYLE, findings_rows, remedy_text, top_remedy
+from convdiag.report.analyze_report import (
+    SEVERITY_STYLE,
+    findings_rows,
+    remedy_text,
+    top_remedy,
+    verdict_text,
+)
 from convdiag.report.console import md_table, table
 
 SUMMARY_COLS = ["key", "column", "points", "non-finite", "first", "last", "min", "max", "change"]
@@ -65,12 +71,7 @@ def _reference_line(report: dict[str, Any]) -> str:
 
 def render_table(console: Console, report: dict[str, Any]) -> None:
     """Summary panel, findings, series summaries, remedies and notes."""
-    fs = report.get("findings", [])
-    top = fs[0] if fs else None
-    sev = top["severity"] if top else "info"
-    body = Text()
-    body.append("Verdict: ", style="bold")
-    body.append(report.get("verdict", "-") + "\n", style=SEVERITY_STYLE.get(sev, ""))
+    body, top, sev = verdict_text(report)
     if top:
         body.append(top["explanation"] + "\n")
     rem = top_remedy(report)
