@@ -68,7 +68,7 @@ def procedural_dataset(n: int, size: tuple[int, int], seed: int = 0) -> PointDat
 
 def make_model(seed: int = 0) -> torch.nn.Module:
     """The reference P2 detector with a spread-out head (an untrained head is flat)."""
-    from convdiag.models.reference import reference
+    from convdiag.models.detector import reference
 
     torch.manual_seed(seed)
     model = reference(head="P2", width=16, prior=3e-4, bias_init="prior")

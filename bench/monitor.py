@@ -29,7 +29,7 @@ import torch
 from convdiag.geometry import parse_size
 from convdiag.labels import render_batch
 from convdiag.losses import bce_loss, offset_l1_loss
-from convdiag.models.reference import reference
+from convdiag.models.detector import reference
 from convdiag.monitor import Monitor
 
 AIMS = {"monitor_overhead_ratio": 0.02}  # --max-ratio

@@ -21,7 +21,7 @@ from convdiag.data.sample import PointDataset, Record
 from convdiag.data.synth import SynthConfig, render_synthetic
 from convdiag.evaluate import ModelRunner
 from convdiag.labels import render_batch
-from convdiag.models.reference import reference
+from convdiag.models.detector import reference
 from convdiag.recipe import Recipe
 from convdiag.train import train
 

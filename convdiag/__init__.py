@@ -44,7 +44,7 @@ _LAZY = {
     "parse_schedule": "convdiag.labels",
     "label_statistics": "convdiag.label_stats",
     # models
-    "reference": "convdiag.models.reference",
+    "reference": "convdiag.models.detector",
     "load_checkpoint": "convdiag.models.checkpoint",
     "ModelRunner": "convdiag.evaluate",
     # analysis and diagnosis

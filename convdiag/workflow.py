@@ -100,6 +100,14 @@ class ModelSpec:
 def stored_call(meta: dict[str, Any], opts: ModelOptions) -> tuple[str | None, str]:
     """(adapter, outputs) to call a checkpoint's model: the flags, else what it was trained with."""
     adapter = opts.adapter or meta.get("adapter") or None
+    if adapter and not opts.adapter and not opts.trust_checkpoint:
+        from convdiag.models.factory import is_own
+
+        if not isinstance(adapter, str) or not is_own(adapter):
+            raise InputError(
+                f"the checkpoint names the adapter {adapter}: refusing to import code named "
+                f"by the file; pass --adapter {adapter} if it is yours, or --trust-checkpoint"
+            )
     outputs = opts.outputs if opts.outputs != "logits" else meta.get("outputs") or "logits"
     return adapter, outputs
 

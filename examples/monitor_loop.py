@@ -22,7 +22,7 @@ import torch
 
 from convdiag.labels import render_batch
 from convdiag.losses import bce_loss, centernet_focal_loss, offset_l1_loss
-from convdiag.models.reference import reference
+from convdiag.models.detector import reference
 from convdiag.monitor import ConvdiagWarning, Monitor
 
 SIZE = (48, 64)  # (H, W)

@@ -336,7 +336,7 @@ def test_batch_invariance_oracle_mixed_sizes() -> None:
 
 
 def test_batch_invariance_reference_detector() -> None:
-    from convdiag.models.reference import reference
+    from convdiag.models.detector import reference
 
     torch.manual_seed(0)
     ds = make_dataset(n=6, sizes=((64, 64),), seed=3)
@@ -377,7 +377,7 @@ def test_head_gradients_match_full_batch_autograd() -> None:
 
 
 def test_head_parameters_heuristic_and_method() -> None:
-    from convdiag.models.reference import reference
+    from convdiag.models.detector import reference
 
     named = head_parameters(Oracle())
     assert [n for n, _ in named["cls"]] == ["cls_scale", "cls_bias"]
@@ -463,7 +463,7 @@ def test_state_merge_equals_one_pass() -> None:
 
 
 def test_levels_of_a_fused_model() -> None:
-    from convdiag.models.reference import reference
+    from convdiag.models.detector import reference
 
     torch.manual_seed(0)
     ds = make_dataset(n=2, sizes=((64, 64),), seed=1)

@@ -64,7 +64,7 @@ def _mask_set(root: Path) -> Path:
 
 def _save_convdiag_ckpt(path: Path, width: int = 4) -> None:
     from convdiag.models.checkpoint import save_checkpoint
-    from convdiag.models.reference import reference
+    from convdiag.models.detector import reference
     from convdiag.recipe import Recipe
 
     torch.manual_seed(0)

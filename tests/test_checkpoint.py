@@ -79,7 +79,10 @@ def test_convdiag_round_trip(tmp_path: Path) -> None:
     assert raw["rng"]["numpy"].dtype == torch.uint32
     assert raw["rng"]["numpy"].tolist() == [0, 1, 2, 3]
 
-    loaded = load_checkpoint(path)  # no --model needed
+    with pytest.raises(InputError, match="refusing to import code named by the file"):
+        load_checkpoint(path)  # a user's factory named by the file is not imported unasked
+    assert load_checkpoint(path, trust=True).factory == TINY
+    loaded = load_checkpoint(path, TINY)  # the user names the same factory: its stored args
     assert loaded.format == "convdiag" and loaded.factory == TINY
     assert loaded.factory_args == {"width": 6} and loaded.recipe == recipe
     assert loaded.meta["step"] == 5 and loaded.meta["interrupted"] is False
@@ -99,7 +102,7 @@ def test_convdiag_model_args_override_and_bad_payload(tmp_path: Path) -> None:
     save_checkpoint(path, tiny(4), TINY, {"width": 4}, {})
     # a --model-arg that changes the architecture no longer fits the weights
     with pytest.raises(InputError, match=r"stem.weight has shape \[4, 1, 3, 3\] in the checkpoint"):
-        load_checkpoint(path, model_args={"width": "5"})
+        load_checkpoint(path, TINY, model_args={"width": "5"})
     with pytest.raises(TypeError, match=r"meta\['bad'\]"):
         save_checkpoint(tmp_path / "d.pt", tiny(), TINY, {}, {}, meta={"bad": object()})
     with pytest.raises(InputError, match="cannot write"):
@@ -107,7 +110,7 @@ def test_convdiag_model_args_override_and_bad_payload(tmp_path: Path) -> None:
 
 
 def test_convdiag_reference_detector_round_trip(tmp_path: Path) -> None:
-    pytest.importorskip("convdiag.models.reference")
+    pytest.importorskip("convdiag.models.detector")
     from convdiag.models.factory import build_model
 
     args = {"head": "fused", "width": 4, "prior": 0.001, "bias_init": "prior"}
@@ -134,7 +137,7 @@ def test_newer_version_and_factory_failure(tmp_path: Path) -> None:
     obj["model"]["factory"] = "gone_module_xyz:make"
     torch.save(obj, tmp_path / "gone.pt")
     with pytest.raises(InputError, match=r"gone\.pt: factory gone_module_xyz:make: cannot import"):
-        load_checkpoint(tmp_path / "gone.pt")
+        load_checkpoint(tmp_path / "gone.pt", trust=True)
     # an explicit --model replaces a factory that moved
     loaded = load_checkpoint(tmp_path / "gone.pt", TINY)
     assert loaded.factory == TINY and same_weights(tiny(), loaded.model)

@@ -226,7 +226,7 @@ def test_random_split_files(
 def real_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """A convdiag checkpoint (zip), a legacy-format state dict and a safetensors file."""
     from convdiag.models.checkpoint import save_checkpoint
-    from convdiag.models.reference import reference
+    from convdiag.models.detector import reference
     from convdiag.recipe import Recipe
 
     root = tmp_path_factory.mktemp("real_ckpts")

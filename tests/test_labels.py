@@ -223,9 +223,11 @@ def test_dynamic_schedule_phases():
     st.data(),
 )
 def test_schedule_round_trip(ks, data):
+    # phase ends on a 1e-3 grid: narrower phases fall below float resolution at the midpoint
     ends = sorted(
-        set(data.draw(st.lists(st.floats(0.01, 0.99), min_size=len(ks), max_size=len(ks))))
-    )
+        {n / 1000 for n in data.draw(st.lists(st.integers(10, 990), min_size=len(ks),
+                                              max_size=len(ks)))}
+    )  # fmt: skip
     ends = [*ends[: len(ks) - 1], 1.0]
     sched = Schedule([(e, k, s) for e, (k, s) in zip(ends, ks, strict=False)])
     again = parse_schedule(str(sched))

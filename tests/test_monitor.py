@@ -118,7 +118,7 @@ def test_focal_cls_loss_matches_formula() -> None:
 
 
 def test_head_gradient_norms_from_p_grad() -> None:
-    from convdiag.models.reference import reference
+    from convdiag.models.detector import reference
 
     model = reference("P2", width=4)
     heads = model.head_parameters()
@@ -297,7 +297,7 @@ def test_lightning_callback(tmp_path: Path) -> None:
     pl = pytest.importorskip("lightning.pytorch")
     from convdiag.labels import render_batch
     from convdiag.losses import bce_loss, offset_l1_loss
-    from convdiag.models.reference import reference
+    from convdiag.models.detector import reference
     from convdiag.monitor import MonitorCallback
 
     ex = _example()

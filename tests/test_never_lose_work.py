@@ -74,7 +74,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                    "--format", "json"])  # fmt: skip
     assert res.code == 0, res.stderr
     from convdiag.models.checkpoint import save_checkpoint
-    from convdiag.models.reference import reference
+    from convdiag.models.detector import reference
     from convdiag.recipe import Recipe
 
     torch.manual_seed(0)

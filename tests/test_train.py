@@ -17,7 +17,7 @@ from convdiag.data.synth import SynthConfig, synthesize
 from convdiag.evaluate import ModelRunner, label_params
 from convdiag.geometry import offset_targets, point_to_cell
 from convdiag.models.checkpoint import load_checkpoint
-from convdiag.models.reference import reference
+from convdiag.models.detector import reference
 from convdiag.recipe import Recipe
 from convdiag.train import (
     CheckpointTarget,
@@ -225,11 +225,16 @@ def test_user_model_trains_and_retrains_through_an_adapter(
     raw = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert raw["model"] == {"factory": "user_models:tiny", "args": {"width": 4}}
     assert raw["meta"]["adapter"] == "user_models:adapter"
-    # the checkpoint remembers its factory and adapter: no model flag needed to retrain it
+    # the checkpoint names a factory outside convdiag: it is not imported unless the user
+    # names it (or trusts the file); the stored arguments and adapter then apply
+    ckpt = str(tmp_path / "run" / "checkpoint.pt")
+    res = runner.invoke(cli, ["retrain", ckpt, "--data", str(tiny), "--focal", "--steps", "4"])
+    assert res.exit_code == 2 and "refusing to import code named by the file" in res.output
     res = runner.invoke(
         cli,
-        ["retrain", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(tiny), "--focal",
-         "--steps", "4", "--out", str(tmp_path / "fix"), "--format", "json"],
+        ["retrain", ckpt, "--data", str(tiny), "--focal", "--model", "user_models:tiny",
+         "--adapter", "user_models:adapter", "--steps", "4", "--out", str(tmp_path / "fix"),
+         "--format", "json"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
@@ -237,7 +242,7 @@ def test_user_model_trains_and_retrains_through_an_adapter(
     # an architecture remedy is refused for a user model, with one line
     res = runner.invoke(
         cli,
-        ["retrain", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(tiny),
-         "--remedy", "fused-head", "--steps", "2"],
+        ["retrain", ckpt, "--data", str(tiny), "--model", "user_models:tiny",
+         "--adapter", "user_models:adapter", "--remedy", "fused-head", "--steps", "2"],
     )  # fmt: skip
     assert res.exit_code == 2 and "reference detector only" in res.output

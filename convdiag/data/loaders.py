@@ -339,22 +339,32 @@ def _is_file(p: Path) -> bool:
         return False
 
 
-def _resolve_image(value: str, base: Path, images_dir: Path | None) -> Path | None:
-    """Find the image a table names: relative to --images DIR or the table's folder."""
+def _resolve_image(value: str, base: Path, images_dir: Path | None, what: str) -> Path | None:
+    """Find the image a table names: relative to --images DIR or the table's folder.
+
+    A name is data from the file: without --images it must stay inside the table's folder
+    (an absolute path or a ``..`` part -> InputError naming ``what``); with --images DIR it
+    is looked up inside DIR only (as given, then by its file name), never outside it.
+    """
     raw = Path(value.replace("\\", "/"))
-    if raw.is_absolute():
-        bases = [Path("/")]
-    elif images_dir is not None:
-        bases = [images_dir]
+    escapes = raw.is_absolute() or ".." in raw.parts
+    if images_dir is None:
+        if escapes:
+            raise InputError(
+                f"{what}: image {value!r} lies outside the dataset folder {base}; "
+                "pass --images DIR to say where the images are"
+            )
+        bases, rels = [base, base / "images"], [raw]
     else:
-        bases = [base, base / "images"]
-    rels = [raw, Path(raw.name)] if images_dir is not None or len(raw.parts) == 1 else [raw]
+        bases, rels = [images_dir], ([] if escapes else [raw]) + [Path(raw.name)]
     for b in bases:
         for rel in rels:
-            p = b / rel if not rel.is_absolute() else rel
+            if not rel.name or rel.name in (".", ".."):
+                continue
+            p = b / rel
             if _is_file(p):
                 return p
-            if p.name and rel.suffix.lower() not in IMAGE_EXTENSIONS:  # "/" has no name
+            if rel.suffix.lower() not in IMAGE_EXTENSIONS:
                 for ext in IMAGE_EXTENSIONS:
                     q = p.with_name(p.name + ext)
                     if _is_file(q):
@@ -417,7 +427,7 @@ def _scan_points(table: Path, opts: DatasetOptions) -> _Source:
             raise InputError(f"{table}: line {n}: empty image name")
         path = resolved.get(value)
         if path is None:
-            found = _resolve_image(value, table.parent, images_dir)
+            found = _resolve_image(value, table.parent, images_dir, f"{table}: line {n}")
             if found is None:
                 where = images_dir if images_dir is not None else table.parent
                 raise InputError(
@@ -527,7 +537,7 @@ def _scan_coco(path: Path, opts: DatasetOptions) -> _Source:
         cid = im.get("id")
         if not isinstance(cid, int | str) or isinstance(cid, bool) or cid in by_coco_id:
             raise _coco_error(path, f"images[{k}] has a missing or repeated id")
-        found = _resolve_image(im["file_name"], path.parent, images_dir)
+        found = _resolve_image(im["file_name"], path.parent, images_dir, f"{path}: images[{k}]")
         if found is None:
             where = images_dir if images_dir is not None else path.parent
             raise InputError(

@@ -9,7 +9,7 @@ from typing import Any
 
 
 def reference(**kwargs: Any) -> Any:
-    """Build the reference detector (see ``convdiag.models.reference.reference``)."""
-    from convdiag.models.reference import reference as build
+    """Build the reference detector (see ``convdiag.models.detector.reference``)."""
+    from convdiag.models.detector import reference as build
 
     return build(**kwargs)

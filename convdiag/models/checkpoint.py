@@ -35,6 +35,8 @@ from torch import nn
 from convdiag.errors import InputError
 from convdiag.models.factory import build_model, parse_model_args
 from convdiag.models.safe_unpickle import (
+    NDARRAY_TYPE,
+    PickleLimitError,
     container_globals,
     to_plain,
     torch_allowed_globals,
@@ -214,6 +216,8 @@ def describe_unsafe_globals(path: str | os.PathLike[str]) -> list[str]:
         return []
     try:
         found = torch_pickle_globals(str(p), kind == "torch-zip")
+    except PickleLimitError as e:
+        raise InputError(f"{p}: refusing to unpickle: {e} (a pickle bomb?)") from None
     except (ValueError, zipfile.BadZipFile, OSError, KeyError) as e:
         raise InputError(f"{p}: truncated or corrupt checkpoint ({e})") from None
     unsafe = found - torch_allowed_globals()
@@ -234,20 +238,22 @@ def _unpickle(path: Path, kind: str, trust: bool, notes: list[str]) -> Any:
         why = " ".join(str(e).split())[:200]
         return InputError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__}: {why})")
 
-    try:
-        return _torch_load(path, weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = e
-    except Exception as e:  # RuntimeError/EOFError/... from a damaged file
-        raise corrupt(e) from None
-    unsafe = describe_unsafe_globals(path)
+    unsafe = describe_unsafe_globals(path)  # bounds the pickle before torch reads it
+    first: BaseException | None = None
+    if not unsafe:
+        try:
+            return _torch_load(path, weights_only=True)
+        except pickle.UnpicklingError as e:
+            first = e
+        except Exception as e:  # RuntimeError/EOFError/... from a damaged file
+            raise corrupt(e) from None
     table = container_globals()
     blocking = [g for g in unsafe if g not in table]
     if unsafe and not blocking:
         # numpy dtype classes are checked by type, never named: allow them with numpy.dtype.
-        extra = (
-            [g for g in table if g.startswith("numpy.dtypes.")] if "numpy.dtype" in unsafe else []
-        )
+        numpy_used = any(g.startswith("numpy.") for g in unsafe)
+        extra = [g for g in table if g.startswith("numpy.dtypes.")] if numpy_used else []
+        extra += [NDARRAY_TYPE] if numpy_used else []
         allowed: list[Any] = [(table[g], g) for g in [*unsafe, *extra]]
         try:
             with torch.serialization.safe_globals(allowed):
@@ -316,7 +322,7 @@ def load_checkpoint(
         return _from_torchscript(p, model, model_args, notes)
     obj = _unpickle(p, kind, trust, notes)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        return _from_convdiag(p, obj, model, model_args, notes)
+        return _from_convdiag(p, obj, model, model_args, notes, trust)
     if isinstance(obj, nn.Module):
         return _from_module(p, obj, model, model_args, notes, None)
     if not isinstance(obj, dict):
@@ -382,7 +388,7 @@ def _from_weights(
 
 def _from_convdiag(
     p: Path, obj: dict[str, Any], model: str | None, model_args: dict[str, Any] | None,
-    notes: list[str],
+    notes: list[str], trust: bool = False,
 ) -> LoadedCheckpoint:  # fmt: skip
     version = obj.get("version")
     if not isinstance(version, int) or version > VERSION:
@@ -401,7 +407,12 @@ def _from_convdiag(
         factory, args, what = stored, {**stored_args, **_user_args(model_args)}, f"{p}: factory"
     else:
         raise InputError(f"{p}: convdiag checkpoint names no model factory: pass --model")
-    net = build_model(factory, args, what=what)
+    if not isinstance(factory, str):
+        raise InputError(f"{p}: the checkpoint's model factory is not a string")
+    # The file's own factory is data an attacker may write: only convdiag's factories are
+    # imported from it, unless the user named the same one (--model) or trusts the file.
+    trusted = trust or factory == model
+    net = build_model(factory, args, what=what, trusted=trusted)
     missing, unexpected = load_weights(net, state, p, factory, notes)
     return LoadedCheckpoint(
         model=net.eval().cpu(),

@@ -3,18 +3,23 @@
 ``--model pkg.module:factory`` names a callable (a function or a class, ``module:obj.attr``
 also works, as in Python entry points) that returns the model; ``--model-arg key=value``
 options become its keyword arguments, converted by ``parse_model_args``. The reference
-detector is ``convdiag.models:reference``. As with ``python -m``, the current directory is
-importable, so a user's ``mynet.py`` in the working folder is found as ``mynet:build``.
+detector is ``convdiag.models:reference``. As with ``python -m``, a user's ``mynet.py`` in
+the working folder is found as ``mynet:build`` (the folder is importable for that lookup
+only, and never shadows an installed package). A factory named inside a checkpoint is
+imported only if it is convdiag's own, unless the user vouches for it.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import os
 import re
 import sys
 import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -66,25 +71,82 @@ def _convert(text: str) -> Any:
         return value
 
 
-def _ensure_cwd_on_path() -> None:
-    """Put the current directory first on sys.path, as ``python -m`` does, if it is absent."""
+def is_own(spec: str) -> bool:
+    """Whether ``spec`` (``pkg.module:attr``) names one of convdiag's own callables."""
+    module = str(spec).strip().partition(":")[0]
+    return module == "convdiag" or module.startswith("convdiag.")
+
+
+def _installed(top: str) -> bool:
+    """Whether the top-level module ``top`` is importable without the current directory."""
+    if top in sys.modules or top in sys.builtin_module_names:
+        return True
     cwd = os.getcwd()
-    if "" not in sys.path and cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    path = [p for p in sys.path if p not in ("", ".", cwd)]
+    return importlib.machinery.PathFinder.find_spec(top, path) is not None
 
 
-def resolve_factory(spec: str, what: str = "--model") -> Callable[..., Any]:
-    """The callable named by ``spec`` = ``pkg.module:attr[.attr...]``.
+def _import_module(name: str) -> types.ModuleType:
+    """Import ``name``; only a module that no installed package provides comes from the cwd.
 
-    Import failures and missing attributes -> InputError "``{what} {spec}: ...``" (one line).
+    As for ``python -m``, a user's ``mynet.py`` in the working folder is found, but the
+    current directory is on ``sys.path`` only during that import (and is removed again),
+    so a stray ``numpy.py`` or ``PIL.py`` there never shadows an installed package.
+    """
+    if _installed(name.split(".")[0]):
+        return importlib.import_module(name)
+    saved = list(sys.path)
+    sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path[:] = saved
+
+
+def _import_file(path: str, what: str, spec: str) -> types.ModuleType:
+    """Load ``path/to/file.py`` as a module of its own (``--adapter file.py:function``)."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{what} {spec}: no such file {path}")
+    name = f"convdiag_user_{file.stem}_{abs(hash(str(file.resolve())))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    loader_spec = importlib.util.spec_from_file_location(name, file)
+    if loader_spec is None or loader_spec.loader is None:
+        raise InputError(f"{what} {spec}: cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = module
+    try:
+        loader_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def resolve_factory(spec: str, what: str = "--model", trusted: bool = True) -> Callable[..., Any]:
+    """The callable named by ``spec`` = ``pkg.module:attr[.attr...]`` (or ``file.py:attr``).
+
+    trusted: the user named ``spec`` (a flag, a config file, ``--trust-checkpoint``). A spec
+    read from a file the user did not vouch for (a checkpoint's factory or adapter) may name
+    only convdiag's own callables: anything else -> InputError naming the spec, before any
+    import. Import failures and missing attributes -> InputError "``{what} {spec}: ...``".
     """
     text = str(spec).strip()
-    if not _SPEC.match(text):
+    module_name, _, attr_path = text.partition(":")
+    is_file = module_name.endswith(".py") and bool(attr_path)
+    if not is_file and not _SPEC.match(text):
         raise InputError(f"{what} {spec}: expected pkg.module:function (e.g. mynet:build)")
-    module_name, attr_path = text.split(":", 1)
-    _ensure_cwd_on_path()
+    if not trusted and (is_file or not is_own(text)):
+        flag = "--adapter" if "adapter" in what else "--model"
+        raise InputError(
+            f"{what} {spec}: refusing to import code named by the file; pass {flag} "
+            f"{spec} if it is yours, or --trust-checkpoint if you trust the file"
+        )
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = _import_file(module_name, what, spec) if is_file else _import_module(module_name)
+    except InputError:
+        raise
     except Exception as e:  # any import-time error of the user's module
         raise InputError(
             f"{what} {spec}: cannot import {module_name} ({type(e).__name__}: {_one_line(e)})"
@@ -95,7 +157,7 @@ def resolve_factory(spec: str, what: str = "--model") -> Callable[..., Any]:
         obj = getattr(obj, part)
     last = attr_path.rsplit(".", 1)[-1]
     if isinstance(obj, types.ModuleType) and callable(getattr(obj, last, None)):
-        # Importing submodule convdiag.models.reference rebinds the package attribute
+        # Importing submodule convdiag.models.detector rebinds the package attribute
         # ``reference`` (the factory) to the module: take the module's same-named callable.
         obj = getattr(obj, last)
     if not callable(obj):
@@ -104,16 +166,18 @@ def resolve_factory(spec: str, what: str = "--model") -> Callable[..., Any]:
     return result
 
 
-def build_model(spec: str, args: dict[str, Any] | None = None, what: str = "--model") -> nn.Module:
+def build_model(
+    spec: str, args: dict[str, Any] | None = None, what: str = "--model", trusted: bool = True
+) -> nn.Module:
     """Build a model: ``factory(**parse_model_args(args))`` for ``factory`` named by ``spec``.
 
     spec: ``pkg.module:function`` or ``pkg.module:Class``; args: keyword arguments, strings
     converted as ``--model-arg`` values. ``what`` names the source of the spec in error
     messages (``--model``, or a checkpoint file whose factory it is). Import failure, missing
     attribute, the factory raising, or a result that is not an ``nn.Module`` -> InputError
-    (one line naming ``what``, the spec and the reason).
+    (one line naming ``what``, the spec and the reason). trusted: as for ``resolve_factory``.
     """
-    factory = resolve_factory(spec, what)
+    factory = resolve_factory(spec, what, trusted)
     kwargs = parse_model_args(dict(args or {}))
     try:
         model = factory(**kwargs)

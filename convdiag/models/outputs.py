@@ -14,16 +14,10 @@ goes through a user adapter ``pkg.module:function`` called as ``adapter(raw_outp
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import os
 import re
-import sys
-import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +25,7 @@ from torch import Tensor
 
 from convdiag.errors import InputError
 from convdiag.geometry import MAX_LEVEL
+from convdiag.models.factory import resolve_factory
 
 FORMS = "{'P2': {'cls', 'reg'}}, {'cls', 'reg'}, (cls, reg) or a cls tensor"
 # Probabilities are clamped to [EPS, 1 - EPS] before the logit: |logit| <= 13.8, never inf.
@@ -46,64 +41,15 @@ class LevelOutput:
     stride: int
 
 
-def resolve_callable(spec: str, what: str = "--adapter") -> Callable[..., Any]:
+def resolve_callable(
+    spec: str, what: str = "--adapter", trusted: bool = True
+) -> Callable[..., Any]:
     """Import ``pkg.module:attr.sub`` (or ``path/to/file.py:attr``) and return the callable.
 
-    The working directory is importable, as for ``python -m``. Import failures, a missing
-    attribute or a non-callable raise InputError naming ``what`` and ``spec``.
+    The one import rule of ``convdiag.models.factory.resolve_factory``: a spec the user did
+    not name (``trusted=False``) may only be convdiag's own. Failures -> InputError.
     """
-    module_name, sep, attr = str(spec).partition(":")
-    if not sep or not module_name or not attr:
-        raise InputError(f"{what} {spec!r}: use pkg.module:function")
-    try:
-        if module_name.endswith(".py"):
-            module = _import_file(module_name, what, spec)
-        else:
-            if os.getcwd() not in sys.path and "" not in sys.path:
-                sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(module_name)
-    except InputError:
-        raise
-    except Exception as e:  # any import-time failure of user code is bad input
-        raise InputError(
-            f"{what} {spec!r}: cannot import {module_name!r}: {type(e).__name__}: {e}"
-        ) from None
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise InputError(
-                f"{what} {spec!r}: {module_name!r} has no attribute {attr!r}"
-            ) from None
-    last = attr.rsplit(".", 1)[-1]
-    if isinstance(obj, types.ModuleType) and callable(getattr(obj, last, None)):
-        # Importing submodule convdiag.models.reference rebinds the package attribute
-        # ``reference`` (the factory) to the module: take the module's same-named callable.
-        obj = getattr(obj, last)
-    if not callable(obj):
-        raise InputError(f"{what} {spec!r}: {attr!r} is not callable")
-    return obj  # type: ignore[no-any-return]
-
-
-def _import_file(path: str, what: str, spec: str) -> Any:
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"{what} {spec!r}: no such file {path!r}")
-    name = f"convdiag_user_{file.stem}_{abs(hash(str(file.resolve())))}"
-    if name in sys.modules:
-        return sys.modules[name]
-    loader_spec = importlib.util.spec_from_file_location(name, file)
-    if loader_spec is None or loader_spec.loader is None:
-        raise InputError(f"{what} {spec!r}: cannot load {path!r} as a Python module")
-    module = importlib.util.module_from_spec(loader_spec)
-    sys.modules[name] = module
-    try:
-        loader_spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
+    return resolve_factory(spec, what, trusted)
 
 
 def normalize_outputs(

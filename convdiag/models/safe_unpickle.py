@@ -35,6 +35,29 @@ _STRING_OPS = {
     "STRING",
 }
 _PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_MARK_CLOSERS = {
+    "APPENDS", "SETITEMS", "ADDITEMS", "TUPLE", "LIST", "DICT", "FROZENSET", "OBJ", "INST",
+    "POP_MARK",
+}  # fmt: skip
+
+# Bounds on what a pickle may make the unpickler do. A real checkpoint's data.pkl holds a
+# few opcodes per tensor (a 10,000-tensor optimizer state is ~1e6 opcodes) and nests marks
+# only as deep as its containers; a bomb of MARK/BUILD opcodes costs ~50 bytes of memory
+# per byte of file in torch's pure-Python unpickler.
+MAX_PICKLE_BYTES = 512 * 2**20
+MAX_OPCODES = 20_000_000
+MAX_MARK_DEPTH = 10_000
+# numpy arrays rebuilt from checkpoint metadata (not tensors): at most this many bytes each.
+MAX_ARRAY_BYTES = 256 * 2**20
+# to_plain: containers nested deeper, or more values than this, are summarised.
+MAX_PLAIN_DEPTH = 50
+MAX_PLAIN_ITEMS = 200_000
+
+
+class PickleLimitError(ValueError):
+    """A pickle that exceeds a bound (size, opcodes, nesting): refused before loading."""
+
+
 _GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
 
 
@@ -52,17 +75,29 @@ def globals_in_pickles(stream: IO[bytes], max_pickles: int, size: int) -> set[st
 
     Reads opcodes only (``pickletools.genops``), never builds an object. ``STACK_GLOBAL``
     names come from the strings pushed just before it; one that cannot be resolved is
-    reported as ``<dynamic global>``. Corrupt data -> ValueError.
+    reported as ``<dynamic global>``. Corrupt data -> ValueError; more than ``MAX_OPCODES``
+    opcodes or marks nested deeper than ``MAX_MARK_DEPTH`` -> PickleLimitError.
     """
     found: set[str] = set()
+    count = 0
     for _ in range(max_pickles):
         if stream.tell() >= size:
             break
         recent: list[Any] = []
         memo: dict[int, Any] = {}
+        depth = 0
         try:
             for op, arg, _pos in pickletools.genops(stream):
-                if op.name == "GLOBAL":
+                count += 1
+                if count > MAX_OPCODES:
+                    raise PickleLimitError(f"more than {MAX_OPCODES:,} pickle opcodes")
+                if op.name == "MARK":
+                    depth += 1
+                    if depth > MAX_MARK_DEPTH:
+                        raise PickleLimitError(f"marks nested deeper than {MAX_MARK_DEPTH:,}")
+                elif op.name in _MARK_CLOSERS:
+                    depth = max(0, depth - 1)
+                elif op.name == "GLOBAL":
                     module, _, name = str(arg).partition(" ")
                     found.add(_qualname(module, name))
                 elif op.name == "STACK_GLOBAL":
@@ -77,6 +112,8 @@ def globals_in_pickles(stream: IO[bytes], max_pickles: int, size: int) -> set[st
                     memo[int(str(arg))] = recent[-1] if recent else None
                 elif op.name == "MEMOIZE":
                     memo[len(memo)] = recent[-1] if recent else None
+        except PickleLimitError:
+            raise
         except Exception as e:  # genops raises ValueError and others on garbage
             raise ValueError(f"corrupt pickle data ({type(e).__name__}: {e})") from None
     return found
@@ -93,6 +130,8 @@ def torch_pickle_globals(path: str, is_zip: bool) -> set[str]:
             names = [n for n in zf.namelist() if n.endswith("data.pkl") and n.count("/") <= 1]
             if not names:
                 raise ValueError("no data.pkl in the archive")
+            if zf.getinfo(names[0]).file_size > MAX_PICKLE_BYTES:
+                raise PickleLimitError(f"data.pkl is larger than {MAX_PICKLE_BYTES >> 20} MiB")
             data = zf.read(names[0])
         import io
 
@@ -203,6 +242,39 @@ def _stub(name: str) -> type[Stub]:
     return _stubs[name]
 
 
+def _check_array(shape: Any, dtype: Any) -> None:
+    """Refuse an array of more than ``MAX_ARRAY_BYTES`` before numpy allocates it."""
+    dims = shape if isinstance(shape, tuple | list) else (shape,)
+    if not all(isinstance(d, int) and d >= 0 for d in dims):
+        raise pickle.UnpicklingError(f"numpy array shape {shape!r} is not a tuple of sizes")
+    n = 1
+    for d in dims:
+        n *= d
+    if n * max(1, np.dtype(dtype).itemsize) > MAX_ARRAY_BYTES:
+        raise pickle.UnpicklingError(
+            f"numpy array of shape {tuple(dims)} exceeds {MAX_ARRAY_BYTES >> 20} MiB"
+        )
+
+
+def _capped_reconstruct(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's ``_reconstruct`` (an empty array that BUILD then fills), size-checked."""
+    _check_array(shape, dtype)
+    return np.ndarray(shape, dtype)
+
+
+def _capped_ndarray(shape: Any, dtype: Any = float, *args: Any) -> np.ndarray:
+    """``numpy.ndarray(shape, dtype)`` called by a pickle, size-checked; no buffer argument."""
+    if args:
+        raise pickle.UnpicklingError("numpy.ndarray with a buffer is not allowed")
+    _check_array(shape, dtype)
+    return np.ndarray(shape, dtype)
+
+
+# The unpickler checks the type of an object before BUILD restores its state: ndarray must
+# be allow-listed as a type, under a name no file can ask for.
+NDARRAY_TYPE = "convdiag.safe_unpickle.ndarray"
+
+
 def numpy_dtype_classes() -> list[type]:
     """numpy's dtype classes (``numpy.dtypes.Float64DType``, ...): unpickling a dtype builds one.
 
@@ -219,10 +291,10 @@ def container_globals() -> dict[str, Any]:
     build arrays and scalars from bytes, builtin types and ``argparse.Namespace`` only hold
     data, the rest are local stand-ins.
     """
-    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
     scalar = np.float64(0).__reduce__()[0]
     table: dict[str, Any] = {
-        "numpy.ndarray": np.ndarray,
+        "numpy.ndarray": _capped_ndarray,
+        NDARRAY_TYPE: np.ndarray,
         "numpy.dtype": np.dtype,
         "argparse.Namespace": argparse.Namespace,
         "collections.defaultdict": _defaultdict,
@@ -230,7 +302,7 @@ def container_globals() -> dict[str, Any]:
         "typing.Any": typing.Any,
     }
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        table[f"{mod}._reconstruct"] = reconstruct
+        table[f"{mod}._reconstruct"] = _capped_reconstruct
         table[f"{mod}.scalar"] = scalar
     for dt_cls in numpy_dtype_classes():
         table[f"numpy.dtypes.{dt_cls.__name__}"] = dt_cls
@@ -246,35 +318,49 @@ def container_globals() -> dict[str, Any]:
     return table
 
 
-def to_plain(obj: Any, _depth: int = 0) -> Any:
+def to_plain(obj: Any, _depth: int = 0, _budget: list[int] | None = None) -> Any:
     """Loaded checkpoint data -> plain dicts, lists and scalars (tensors kept).
 
     numpy arrays -> lists, numpy scalars -> Python numbers, OmegaConf stubs -> their
-    content, other stubs -> a dict of their stored fields.
+    content, other stubs -> a dict of their stored fields. Bounded: containers nested deeper
+    than ``MAX_PLAIN_DEPTH`` and whatever comes after the first ``MAX_PLAIN_ITEMS`` values
+    (arrays count their elements) become a short "<... omitted>" string, never recursed into.
     """
-    if _depth > 50:
-        return repr(obj)
-    d = _depth + 1
+    budget = [MAX_PLAIN_ITEMS] if _budget is None else _budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        return f"<{type(obj).__name__} omitted: more than {MAX_PLAIN_ITEMS:,} values>"
+    if _depth > MAX_PLAIN_DEPTH:
+        return f"<{type(obj).__name__} omitted: nested deeper than {MAX_PLAIN_DEPTH}>"
+
+    def sub(v: Any) -> Any:
+        return to_plain(v, _depth + 1, budget)
+
     if isinstance(obj, np.generic):  # before float: np.float64 is a float subclass
         return obj.item()
     if isinstance(obj, torch.Tensor | str | int | float | bool | bytes) or obj is None:
         return obj
     if isinstance(obj, np.ndarray):
+        budget[0] -= obj.size
+        if budget[0] < 0:
+            return f"<ndarray omitted: shape {obj.shape}, dtype {obj.dtype}>"
         return obj.tolist()
     if isinstance(obj, dict):
-        return {k: to_plain(v, d) for k, v in obj.items()}
+        return {k: sub(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(to_plain(v, d) for v in obj)
+        return type(obj)(sub(v) for v in obj)
+    if isinstance(obj, set | frozenset):
+        return [sub(v) for v in obj]
     if isinstance(obj, argparse.Namespace):
-        return {k: to_plain(v, d) for k, v in vars(obj).items()}
+        return {k: sub(v) for k, v in vars(obj).items()}
     if isinstance(obj, Stub):
         state = obj.__dict__
         if obj.stub_of.startswith("omegaconf.") and "_content" in state:
-            return to_plain(state["_content"], d)
+            return sub(state["_content"])
         if obj.stub_of.startswith("omegaconf.nodes.") and "_val" in state:
-            return to_plain(state["_val"], d)
+            return sub(state["_val"])
         skip = {"_stub_args", "_metadata", "_parent", "_flags_cache"}
-        return {k.lstrip("_"): to_plain(v, d) for k, v in state.items() if k not in skip}
+        return {k.lstrip("_"): sub(v) for k, v in state.items() if k not in skip}
     if isinstance(obj, type):
         return f"{obj.__module__}.{obj.__qualname__}"
-    return repr(obj)
+    return f"<{type(obj).__name__}>"
