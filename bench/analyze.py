@@ -32,11 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from convdiag.batching import iterate_batches
-from convdiag.data.sample import PointDataset, Record
-from convdiag.evaluate import ModelRunner, batch_labels
-from convdiag.losses import classification_loss, offset_l1_loss
-from convdiag.recipe import Recipe
+from convdiag.load.batching import iterate_batches
+from convdiag.load.recipe import Recipe
+from convdiag.load.runner import ModelRunner
+from convdiag.load.sample import PointDataset, Record
+from convdiag.targets.losses import classification_loss, offset_l1_loss
+from convdiag.targets.supervision import batch_labels
 
 AIMS = {"analyze_over_bare_pass": 1.2, "analyze_peak_memory_large_over_small": 1.1}
 
@@ -96,7 +97,7 @@ def bare_pass(runner: ModelRunner, ds: PointDataset, recipe: Recipe, batch: int)
 
 def analyze_pass(runner: ModelRunner, ds: PointDataset, recipe: Recipe, batch: int) -> float:
     """Seconds of the whole ``analyze_dataset`` on ``ds``."""
-    from convdiag.analyze import analyze_dataset
+    from convdiag.analyses.run import analyze_dataset
 
     t0 = time.perf_counter()
     analyze_dataset(runner, ds, recipe, batch_size=batch)
@@ -113,7 +114,7 @@ def memory_child(n: int, size: tuple[int, int], batch: int) -> dict[str, float]:
     runner = ModelRunner(make_model(), pad_to=32)
     ds = procedural_dataset(n, size)
     # Warm up torch's allocator and the code paths on 2 images, then measure.
-    from convdiag.analyze import analyze_dataset
+    from convdiag.analyses.run import analyze_dataset
 
     analyze_dataset(runner, procedural_dataset(2, size), Recipe(), batch_size=batch)
     before = peak_rss_mb()

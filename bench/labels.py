@@ -22,8 +22,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from convdiag.label_stats import label_statistics
-from convdiag.labels import batch_heatmap, render_batch
+from convdiag.analyses.label_stats import label_statistics
+from convdiag.targets.labels import batch_heatmap, render_batch
 
 
 def best_of(fn: Callable[[], object], repeat: int, number: int) -> float:

@@ -26,11 +26,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from convdiag.geometry import parse_size
-from convdiag.labels import render_batch
-from convdiag.losses import bce_loss, offset_l1_loss
 from convdiag.models.detector import reference
-from convdiag.monitor import Monitor
+from convdiag.targets.geometry import parse_size
+from convdiag.targets.labels import render_batch
+from convdiag.targets.losses import bce_loss, offset_l1_loss
+from convdiag.watch.monitor import Monitor
 
 AIMS = {"monitor_overhead_ratio": 0.02}  # --max-ratio
 

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convdiag.data.sample import PointDataset, Record
-from convdiag.data.synth import SynthConfig, render_synthetic
-from convdiag.evaluate import ModelRunner
-from convdiag.labels import render_batch
+from convdiag.load.recipe import Recipe
+from convdiag.load.runner import ModelRunner
+from convdiag.load.sample import PointDataset, Record
+from convdiag.load.synth import SynthConfig, render_synthetic
 from convdiag.models.detector import reference
-from convdiag.recipe import Recipe
-from convdiag.train import train
+from convdiag.targets.labels import render_batch
+from convdiag.training.loop import train
 
 N_IMAGES, SIZE, BATCH, STEPS, WARM = 64, (240, 320), 8, 40, 5
 AIMS = {"train_step_ratio": 1.05}

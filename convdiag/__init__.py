@@ -18,9 +18,6 @@ as ``convdiag train``), ``run_training`` (a built model), ``retrain`` and
 ``retrain_compare``, ``Recipe``/``apply_remedy``. In a user's own loop: ``Monitor``,
 ``MonitorCallback`` (Lightning). Logs: ``analyze_log``. Options as the commands take them:
 ``DatasetOptions``, ``ModelOptions``, ``RecipeOptions``.
-
-``convdiag.train`` and ``convdiag.diagnose`` are the functions even though modules of
-those names exist; import from the modules with ``from convdiag.train import ...``.
 """
 
 from __future__ import annotations
@@ -34,42 +31,42 @@ __version__ = "0.1.0"
 
 _LAZY = {
     # data
-    "load_dataset": "convdiag.data.loaders",
-    "load_train_val": "convdiag.data.loaders",
-    "synthesize": "convdiag.data.synth",
-    "SynthConfig": "convdiag.data.synth",
+    "load_dataset": "convdiag.load.datasets",
+    "load_train_val": "convdiag.load.datasets",
+    "synthesize": "convdiag.load.synth",
+    "SynthConfig": "convdiag.load.synth",
     # labels
-    "render_heatmap": "convdiag.labels",
-    "render_batch": "convdiag.labels",
-    "parse_schedule": "convdiag.labels",
-    "label_statistics": "convdiag.label_stats",
+    "render_heatmap": "convdiag.targets.labels",
+    "render_batch": "convdiag.targets.labels",
+    "parse_schedule": "convdiag.targets.labels",
+    "label_statistics": "convdiag.analyses.label_stats",
     # models
     "reference": "convdiag.models.detector",
-    "load_checkpoint": "convdiag.models.checkpoint",
-    "ModelRunner": "convdiag.evaluate",
+    "load_checkpoint": "convdiag.load.checkpoint",
+    "ModelRunner": "convdiag.training.evaluate",
     # analysis and diagnosis
-    "analyze_checkpoint": "convdiag.analyze",
-    "analyze_dataset": "convdiag.analyze",
-    "diagnose": "convdiag.diagnose",
-    "Finding": "convdiag.findings",
-    "Remedy": "convdiag.findings",
+    "analyze_checkpoint": "convdiag.analyses.run",
+    "analyze_dataset": "convdiag.analyses.run",
+    "diagnose": "convdiag.diagnosis.rules",
+    "Finding": "convdiag.diagnosis.findings",
+    "Remedy": "convdiag.diagnosis.findings",
     # training and retraining
     "train": "convdiag.api",
     "retrain": "convdiag.api",
-    "run_training": "convdiag.workflow",
-    "retrain_compare": "convdiag.workflow",
-    "ModelSpec": "convdiag.workflow",
-    "Recipe": "convdiag.recipe",
-    "apply_remedy": "convdiag.recipe",
+    "run_training": "convdiag.training.workflow",
+    "retrain_compare": "convdiag.training.workflow",
+    "ModelSpec": "convdiag.training.workflow",
+    "Recipe": "convdiag.load.recipe",
+    "apply_remedy": "convdiag.remedies.apply",
     # a user's own training loop, and training logs
-    "Monitor": "convdiag.monitor",
-    "MonitorCallback": "convdiag.monitor",
-    "ConvdiagWarning": "convdiag.monitor",
-    "analyze_log": "convdiag.logs",
+    "Monitor": "convdiag.watch.monitor",
+    "MonitorCallback": "convdiag.watch.monitor",
+    "ConvdiagWarning": "convdiag.watch.monitor",
+    "analyze_log": "convdiag.watch",
     # options, as the commands' flags
-    "DatasetOptions": "convdiag.options",
-    "ModelOptions": "convdiag.options",
-    "RecipeOptions": "convdiag.options",
+    "DatasetOptions": "convdiag.load.options",
+    "ModelOptions": "convdiag.load.options",
+    "RecipeOptions": "convdiag.load.options",
 }
 
 __all__ = ["__version__", *_LAZY]

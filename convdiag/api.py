@@ -1,9 +1,9 @@
 """Friendly one-call versions of ``convdiag train`` and ``convdiag retrain`` for Python users.
 
-Thin wrappers over ``convdiag.workflow``: they take paths and option dataclasses, as the
+Thin wrappers over ``convdiag.training.workflow``: they take paths and option dataclasses, as the
 commands take flags, and return what the commands print (a ``TrainResult``, a retrain
 report dict). ``train`` here is the dataset-level trainer; the step loop over a
-``ModelRunner`` is ``convdiag.train.train``.
+``ModelRunner`` is ``convdiag.training.loop.train``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Union
 from convdiag.errors import InputError
 
 if TYPE_CHECKING:
-    from convdiag.findings import Remedy
-    from convdiag.options import DatasetOptions, ModelOptions, RecipeOptions
-    from convdiag.recipe import Recipe
-    from convdiag.train import TrainResult
+    from convdiag.diagnosis.findings import Remedy
+    from convdiag.load.options import DatasetOptions, ModelOptions, RecipeOptions
+    from convdiag.load.recipe import Recipe
+    from convdiag.training.loop import TrainResult
 
 PathLike = Union[str, "os.PathLike[str]"]
 RemedySpec = Union[str, tuple[str, Mapping[str, Any]], Mapping[str, Any], "Remedy"]
@@ -28,8 +28,9 @@ RemedySpec = Union[str, tuple[str, Mapping[str, Any]], Mapping[str, Any], "Remed
 def as_remedy(spec: RemedySpec) -> tuple[str, dict[str, Any]]:
     """One remedy as (id, params) from ``"ID[:key=value,...]"``, ``(id, params)``, a report's
     remedy dict ``{"id", "params"}`` or a ``Remedy``; InputError for an unknown id or key."""
-    from convdiag.findings import Remedy
-    from convdiag.recipe import REMEDY_DEFAULTS, parse_remedy
+    from convdiag.diagnosis.findings import Remedy
+    from convdiag.load.recipe import REMEDY_DEFAULTS
+    from convdiag.remedies.apply import parse_remedy
 
     if isinstance(spec, str):
         return parse_remedy(spec)
@@ -76,11 +77,11 @@ def train(
     """
     import torch
 
-    from convdiag.data.loaders import load_train_val
-    from convdiag.options import ModelOptions
-    from convdiag.recipe import Recipe
+    from convdiag.load.datasets import load_train_val
+    from convdiag.load.options import ModelOptions
+    from convdiag.load.recipe import Recipe
     from convdiag.report.console import progress
-    from convdiag.workflow import label_prior, new_model_spec, resolve_device, run_training
+    from convdiag.training.workflow import label_prior, new_model_spec, resolve_device, run_training
 
     rec = recipe if recipe is not None else Recipe()
     dev: torch.device = resolve_device(device)
@@ -98,7 +99,7 @@ def train(
         )  # fmt: skip
     if out_dir is not None:
         from convdiag.report.curves import plot_curves
-        from convdiag.train import write_history
+        from convdiag.training.loop import write_history
 
         write_history(out_dir / "history.csv", result.history)
         plot_curves({"train": result.history}, out_dir / "curves.png")
@@ -134,10 +135,10 @@ def retrain(
     "history"; with ``out``: retrained.pt, baseline.pt, history.csv, curves.png and
     report.json there.
     """
-    from convdiag.data.loaders import load_train_val
-    from convdiag.options import ModelOptions, RecipeOptions
+    from convdiag.load.datasets import load_train_val
+    from convdiag.load.options import ModelOptions, RecipeOptions
     from convdiag.report.console import progress
-    from convdiag.workflow import load_for_retrain, resolve_device, retrain_compare
+    from convdiag.training.workflow import load_for_retrain, resolve_device, retrain_compare
 
     parsed = [as_remedy(r) for r in remedies]
     dev = resolve_device(device)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import convdiag
-from convdiag.options import ModelOptions, RecipeOptions
+from convdiag.load.options import ModelOptions, RecipeOptions
 
 # How convdiag builds and calls the model; "custom_model" is this file, importable because
 # Python puts the script's folder (and convdiag the working directory) on sys.path.

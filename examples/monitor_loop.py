@@ -20,10 +20,10 @@ import warnings
 import numpy as np
 import torch
 
-from convdiag.labels import render_batch
-from convdiag.losses import bce_loss, centernet_focal_loss, offset_l1_loss
 from convdiag.models.detector import reference
-from convdiag.monitor import ConvdiagWarning, Monitor
+from convdiag.targets.labels import render_batch
+from convdiag.targets.losses import bce_loss, centernet_focal_loss, offset_l1_loss
+from convdiag.watch.monitor import ConvdiagWarning, Monitor
 
 SIZE = (48, 64)  # (H, W)
 LEVEL = "P2"

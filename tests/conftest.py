@@ -22,7 +22,7 @@ TINY = {"n": 48, "size": (96, 128), "snr": 5.0, "seed": 1}
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic dataset folder (images/, masks/, points.csv, split files)."""
-    from convdiag.data.synth import SynthConfig, synthesize
+    from convdiag.load.synth import SynthConfig, synthesize
 
     root = tmp_path_factory.mktemp("tiny") / "data"
     synthesize(root, SynthConfig(n=TINY["n"], size=TINY["size"], snr=TINY["snr"],
@@ -41,10 +41,10 @@ def trained_checkpoint(
     def train(steps: int = 300, **recipe: object) -> Path:
         import torch
 
-        from convdiag.data.loaders import load_train_val
-        from convdiag.options import ModelOptions
-        from convdiag.recipe import Recipe
-        from convdiag.workflow import label_prior, new_model_spec, run_training
+        from convdiag.load.datasets import load_train_val
+        from convdiag.load.options import ModelOptions
+        from convdiag.load.recipe import Recipe
+        from convdiag.training.workflow import label_prior, new_model_spec, run_training
 
         key = tuple(sorted({**recipe, "steps": steps}.items()))
         if key in cache:

@@ -20,8 +20,7 @@ from convdiag.analyses.base import (
     grad_bins,
     mass_fraction_cells,
 )
-from convdiag.analyses.targets import fit_spots
-from convdiag.analyze import (
+from convdiag.analyses.run import (
     analyze_dataset,
     build_candidates,
     head_parameters,
@@ -29,11 +28,13 @@ from convdiag.analyze import (
     pos_weight_for,
     run_analyses,
 )
-from convdiag.batching import make_batch
-from convdiag.evaluate import ModelRunner
-from convdiag.labels import render_heatmap
-from convdiag.models.outputs import normalize_outputs
-from convdiag.recipe import Recipe, apply_remedy
+from convdiag.analyses.targets import fit_spots
+from convdiag.load.batching import make_batch
+from convdiag.load.outputs import normalize_outputs
+from convdiag.load.recipe import Recipe
+from convdiag.load.runner import ModelRunner
+from convdiag.remedies.apply import apply_remedy
+from convdiag.targets.labels import render_heatmap
 
 
 def _ctx(recipe: Recipe, level: str = "P2", grid: tuple[int, int] = (16, 24), **kw: Any) -> Any:
@@ -352,8 +353,8 @@ def test_batch_invariance_reference_detector() -> None:
 
 
 def test_head_gradients_match_full_batch_autograd() -> None:
-    from convdiag import losses
-    from convdiag.labels import render_batch
+    from convdiag.targets import losses
+    from convdiag.targets.labels import render_batch
 
     ds = make_dataset(n=5, sizes=((64, 64),), seed=4)
     model = Oracle(stride=4, cls_scale=3.0, cls_bias=-2.0, reg_gain=0.6)

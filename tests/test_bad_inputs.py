@@ -63,9 +63,9 @@ def _mask_set(root: Path) -> Path:
 
 
 def _save_convdiag_ckpt(path: Path, width: int = 4) -> None:
-    from convdiag.models.checkpoint import save_checkpoint
+    from convdiag.load.checkpoint import save_checkpoint
+    from convdiag.load.recipe import Recipe
     from convdiag.models.detector import reference
-    from convdiag.recipe import Recipe
 
     torch.manual_seed(0)
     model = reference(head="P2", width=width, prior=0.01)

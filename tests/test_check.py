@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from convdiag.check import grade, junit_xml
-from convdiag.cli import cli
-from convdiag.findings import Finding
+from convdiag.cli.main import cli
+from convdiag.diagnosis.check import grade, junit_xml
+from convdiag.diagnosis.findings import Finding
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "ci"
 

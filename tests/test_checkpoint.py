@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from convdiag.errors import InputError
-from convdiag.models.checkpoint import (
+from convdiag.load.checkpoint import (
     PREFIXES,
     describe_unsafe_globals,
     head_keys,
@@ -111,7 +111,7 @@ def test_convdiag_model_args_override_and_bad_payload(tmp_path: Path) -> None:
 
 def test_convdiag_reference_detector_round_trip(tmp_path: Path) -> None:
     pytest.importorskip("convdiag.models.detector")
-    from convdiag.models.factory import build_model
+    from convdiag.load.factory import build_model
 
     args = {"head": "fused", "width": 4, "prior": 0.001, "bias_init": "prior"}
     net = build_model("convdiag.models:reference", args)

@@ -18,7 +18,7 @@ import torch
 from analyze_models import Oracle, make_dataset, write_dataset
 from click.testing import CliRunner, Result
 
-from convdiag.cli import cli
+from convdiag.cli.main import cli
 from convdiag.report.analyze_report import render_markdown
 
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from convdiag.cli import cli
+from convdiag.cli.main import cli
 
 H, W = 48, 64
 # per image: top-left pixels of 2x2 blobs; the point of a 2x2 blob at (c, r) is (c + 1, r + 1)

@@ -21,10 +21,10 @@ from bad.helpers import REPO, error_line, run_cli, run_proc
 from PIL import Image
 
 from convdiag.errors import InputError
-from convdiag.models.checkpoint import load_checkpoint, save_checkpoint
+from convdiag.load.checkpoint import load_checkpoint, save_checkpoint
+from convdiag.load.factory import resolve_factory
+from convdiag.load.safe_unpickle import MAX_PLAIN_DEPTH, MAX_PLAIN_ITEMS, to_plain
 from convdiag.models.detector import reference
-from convdiag.models.factory import resolve_factory
-from convdiag.models.safe_unpickle import MAX_PLAIN_DEPTH, MAX_PLAIN_ITEMS, to_plain
 
 
 def _dataset(root: Path) -> Path:
@@ -195,7 +195,7 @@ def test_an_opcode_flood_stops_with_bounded_memory(tmp_path: Path) -> None:
         zf.writestr("archive/version", "3\n")
     code = (
         "import resource, sys\n"
-        "from convdiag.models.checkpoint import load_checkpoint\n"
+        "from convdiag.load.checkpoint import load_checkpoint\n"
         "from convdiag.errors import InputError\n"
         "try:\n    load_checkpoint(sys.argv[1])\n"
         "except InputError as e:\n    print(e)\n"

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from convdiag.data.imageio import read_mask
-from convdiag.data.loaders import load_dataset, load_train_val, mask_to_points, read_image
 from convdiag.errors import InputError
-from convdiag.options import DatasetOptions
+from convdiag.load.datasets import load_dataset, load_train_val, mask_to_points, read_image
+from convdiag.load.imageio import read_mask
+from convdiag.load.options import DatasetOptions
 
 LUMA = np.array([0.299, 0.587, 0.114])
 

@@ -13,8 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convdiag.decode import THRESHOLDS, DetectionMetrics, decode, match
 from convdiag.errors import InputError
+from convdiag.targets.decode import THRESHOLDS, DetectionMetrics, decode, match
 
 
 def logit(p: float) -> float:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from convdiag.cli import cli
-from convdiag.commands.retrain import remedies_from_report
+from convdiag.cli.main import cli
+from convdiag.cli.retrain import remedies_from_report
 from convdiag.errors import InputError
 
 KEYS = {"f1_at_0.5", "best_f1", "best_threshold", "precision", "recall", "fp_per_image",

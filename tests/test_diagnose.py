@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 from analyze_models import Oracle, make_dataset
 
-from convdiag.analyze import analyze_dataset
-from convdiag.config import load_config
-from convdiag.diagnose import Thresholds, sort_findings, verdict
+from convdiag.analyses.run import analyze_dataset
+from convdiag.diagnosis.findings import ADVICE_IDS, REMEDY_IDS, SEVERITY_OF, Finding
+from convdiag.diagnosis.rules import Thresholds, sort_findings, verdict
 from convdiag.errors import InputError
-from convdiag.evaluate import ModelRunner
-from convdiag.findings import ADVICE_IDS, REMEDY_IDS, SEVERITY_OF, Finding
-from convdiag.recipe import Recipe, apply_remedy, parse_remedy
+from convdiag.load.config import load_config
+from convdiag.load.recipe import Recipe
+from convdiag.load.runner import ModelRunner
+from convdiag.remedies.apply import apply_remedy, parse_remedy
 
 
 def _analyze(model: Oracle, recipe: Recipe | None = None, th: Thresholds | None = None,
@@ -132,7 +133,7 @@ def test_every_remedy_round_trips_through_retrain_parsing() -> None:
 
 
 def test_retrain_from_report_takes_the_top_remedy(tmp_path: Path) -> None:
-    from convdiag.commands.retrain import remedies_from_report
+    from convdiag.cli.retrain import remedies_from_report
     from convdiag.report.io import write_json
 
     rep = _analyze(Oracle(stride=4, cls_scale=0.0, cls_bias=-7.0))

@@ -21,10 +21,10 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from convdiag import distributed as dist
-from convdiag.data.loaders import load_dataset
-from convdiag.recipe import Recipe
-from convdiag.train import ImageCache, draw_batch
+from convdiag.load.datasets import load_dataset
+from convdiag.load.recipe import Recipe
+from convdiag.training import distributed as dist
+from convdiag.training.loop import ImageCache, draw_batch
 
 
 @given(st.integers(0, 200), st.integers(1, 7))
@@ -74,7 +74,7 @@ def test_rank_device_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_draw_batch_per_rank(tmp_path: Path) -> None:
     """World 1 keeps the (seed, step) stream; rank r of a world draws its share from
     (seed, step, r), so ranks see different images and a rank repeats itself."""
-    from convdiag.data.synth import SynthConfig, synthesize
+    from convdiag.load.synth import SynthConfig, synthesize
 
     synthesize(tmp_path / "d", SynthConfig(n=10, size=(32, 32), seed=0))
     ds = load_dataset(tmp_path / "d")
@@ -249,7 +249,7 @@ def test_retrain_devices_two_writes_one_checkpoint(
 ) -> None:
     """``retrain --devices 2`` relaunches itself through torchrun, finishes, and rank 0
     alone writes the checkpoint, history and report; the JSON is printed once."""
-    from convdiag.models.checkpoint import load_checkpoint
+    from convdiag.load.checkpoint import load_checkpoint
 
     ckpt = trained_checkpoint(steps=20)
     out = tmp_path / "rt"

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from convdiag.errors import InputError
-from convdiag.models.factory import build_model, parse_model_args
+from convdiag.load.factory import build_model, parse_model_args
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

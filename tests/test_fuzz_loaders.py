@@ -69,7 +69,7 @@ def _mask_reference(arr: np.ndarray) -> np.ndarray | None:
 @given(arr=PIXEL_ARRAYS, fmt=st.sampled_from(["PNG", "TIFF"]))
 @FUZZ
 def test_random_pixel_tables_as_masks(tmp_path: Path, arr: np.ndarray, fmt: str) -> None:
-    from convdiag.data.imageio import read_image, read_mask
+    from convdiag.load.imageio import read_image, read_mask
 
     path = tmp_path / f"m.{fmt.lower()}"
     Image.fromarray(arr).save(path, fmt)
@@ -94,7 +94,7 @@ IMAGE_HEADS = [b"", b"\x89PNG\r\n\x1a\n", b"BM", b"\xff\xd8\xff", b"II*\x00", b"
 @given(head=st.sampled_from(IMAGE_HEADS), tail=st.binary(max_size=200))
 @FUZZ
 def test_random_bytes_as_image_and_mask(tmp_path: Path, head: bytes, tail: bytes) -> None:
-    from convdiag.data.imageio import image_size, read_image, read_mask
+    from convdiag.load.imageio import image_size, read_image, read_mask
 
     path = tmp_path / "x.png"
     path.write_bytes(head + tail)
@@ -125,8 +125,8 @@ HEADERS = ["image", "file_name", "x", "y", "class", "X", "Y", "", "extra"]
 def test_random_points_tables(
     tmp_path: Path, header: list[str], rows: list[list[str]], coords: str, delimiter: str
 ) -> None:
-    from convdiag.data.loaders import load_dataset
-    from convdiag.options import DatasetOptions
+    from convdiag.load.datasets import load_dataset
+    from convdiag.load.options import DatasetOptions
 
     for name in ("a", "b"):
         path = tmp_path / "images" / f"{name}.png"
@@ -169,7 +169,7 @@ def _coco_bytes() -> bytes:
 )
 @FUZZ
 def test_damaged_coco(tmp_path: Path, cut: int, flips: list[tuple[int, bytes]]) -> None:
-    from convdiag.data.loaders import load_dataset
+    from convdiag.load.datasets import load_dataset
 
     img = tmp_path / "a.png"
     if not img.exists():
@@ -202,7 +202,7 @@ SPLIT_LINES = ["a", "b", "img_1", " a ", "a.png", "dir/b.png", "C:\\x\\img_1.tif
 def test_random_split_files(
     tmp_path: Path, lines: list[str], newline: str, raw: bytes | None
 ) -> None:
-    from convdiag.data.splits import read_split
+    from convdiag.load.splits import read_split
 
     path = tmp_path / "split.txt"
     if raw is None:
@@ -225,9 +225,9 @@ def test_random_split_files(
 @pytest.fixture(scope="module")
 def real_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """A convdiag checkpoint (zip), a legacy-format state dict and a safetensors file."""
-    from convdiag.models.checkpoint import save_checkpoint
+    from convdiag.load.checkpoint import save_checkpoint
+    from convdiag.load.recipe import Recipe
     from convdiag.models.detector import reference
-    from convdiag.recipe import Recipe
 
     root = tmp_path_factory.mktemp("real_ckpts")
     torch.manual_seed(0)
@@ -253,7 +253,7 @@ def _safetensors(sd: dict[str, torch.Tensor]) -> bytes:
 
 
 def _load(path: Path) -> None:
-    from convdiag.models.checkpoint import load_checkpoint
+    from convdiag.load.checkpoint import load_checkpoint
 
     try:
         loaded = load_checkpoint(path, model="convdiag.models:reference",
@@ -333,7 +333,7 @@ LOG_NAMES = ["metrics.csv", "results.csv", "log.jsonl", "events.out.tfevents.1.h
 @given(name=st.sampled_from(LOG_NAMES), data=st.binary(max_size=300))
 @FUZZ
 def test_random_bytes_as_logs(tmp_path: Path, name: str, data: bytes) -> None:
-    from convdiag.logs import analyze_log
+    from convdiag.watch import analyze_log
 
     path = tmp_path / name
     path.write_bytes(data)
@@ -363,7 +363,7 @@ LOG_CELLS = st.one_of(
 def test_random_log_tables(
     tmp_path: Path, columns: list[str], rows: list[list[str]], name: str
 ) -> None:
-    from convdiag.logs import analyze_log
+    from convdiag.watch import analyze_log
 
     buf = io.StringIO()
     csv.writer(buf).writerows([columns, *rows])
@@ -389,7 +389,7 @@ def test_random_log_tables(
 )  # fmt: skip
 @FUZZ
 def test_random_json_lines(tmp_path: Path, lines: list[dict[str, object]]) -> None:
-    from convdiag.logs import analyze_log
+    from convdiag.watch import analyze_log
 
     path = tmp_path / "log.jsonl"
     path.write_text("".join(json.dumps(d) + "\n" for d in lines))
@@ -415,8 +415,8 @@ REPORT_VALUES = st.recursive(
 @given(value=REPORT_VALUES)
 @FUZZ
 def test_random_reports_for_show(tmp_path: Path, value: object) -> None:
-    from convdiag.commands.show import read_report
-    from convdiag.findings import Finding
+    from convdiag.cli.show import read_report
+    from convdiag.diagnosis.findings import Finding
 
     path = tmp_path / "report.json"
     path.write_text(json.dumps(value))
@@ -432,7 +432,7 @@ def test_random_reports_for_show(tmp_path: Path, value: object) -> None:
 @given(data=st.binary(max_size=200) | st.text(max_size=80).map(str.encode))
 @FUZZ
 def test_random_config_files(tmp_path: Path, data: bytes) -> None:
-    from convdiag.config import load_config
+    from convdiag.load.config import load_config
 
     (tmp_path / "convdiag.toml").write_bytes(data)
     try:

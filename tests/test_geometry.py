@@ -1,4 +1,4 @@
-"""convdiag.geometry: strides, grids, point <-> cell round trips (DESIGN.md "Levels")."""
+"""convdiag.targets.geometry: strides, grids, point <-> cell round trips (DESIGN.md "Levels")."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from convdiag.errors import InputError
-from convdiag.geometry import (
+from convdiag.targets.geometry import (
     cell_to_point,
     grid_size,
     level_name,

@@ -11,16 +11,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convdiag.errors import InputError
-from convdiag.geometry import quantization_error
-from convdiag.label_stats import (
+from convdiag.analyses.label_stats import (
     constant_loss,
     kernel_for,
     label_statistics,
     recommend,
     sigma_for,
 )
-from convdiag.labels import parse_schedule, render_heatmap
+from convdiag.errors import InputError
+from convdiag.targets.geometry import quantization_error
+from convdiag.targets.labels import parse_schedule, render_heatmap
 
 # --------------------------------------------------------------------------- references
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convdiag.errors import InputError
-from convdiag.labels import (
+from convdiag.targets.labels import (
     DYNAMIC,
     Schedule,
     parse_schedule,

@@ -21,9 +21,9 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convdiag.cli import cli
+from convdiag.cli.main import cli
 from convdiag.errors import InputError
-from convdiag.logs import (
+from convdiag.watch import (
     LogThresholds,
     Reference,
     analyze_log,
@@ -34,8 +34,8 @@ from convdiag.logs import (
     parse_map,
     read_log,
 )
-from convdiag.logs.table import RawLog, Series
-from convdiag.logs.tensorboard import masked_crc32c, parse_event, read_records
+from convdiag.watch.table import RawLog, Series
+from convdiag.watch.tensorboard import masked_crc32c, parse_event, read_records
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 
@@ -569,8 +569,8 @@ def test_few_evaluations_are_not_a_collapse(tmp_path: Path) -> None:
 
 
 def test_prior_from_dataset_matches_a_cell_count(tmp_path: Path) -> None:
-    from convdiag.data.loaders import load_dataset
-    from convdiag.data.synth import SynthConfig, synthesize
+    from convdiag.load.datasets import load_dataset
+    from convdiag.load.synth import SynthConfig, synthesize
 
     root = tmp_path / "data"
     synthesize(root, SynthConfig(n=6, size=(64, 96), seed=3))

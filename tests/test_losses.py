@@ -10,9 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convdiag import losses
 from convdiag.errors import InputError
-from convdiag.recipe import Recipe, apply_remedy
+from convdiag.load.recipe import Recipe
+from convdiag.remedies.apply import apply_remedy
+from convdiag.targets import losses
 
 # ---------------------------------------------------------------- independent references
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from convdiag import losses
 from convdiag.errors import InputError
+from convdiag.load.outputs import normalize_outputs
 from convdiag.models import reference as factory_entry
 from convdiag.models.detector import HEADS, ReferenceDetector, reference
-from convdiag.models.outputs import normalize_outputs
+from convdiag.targets import losses
 
 STEPS = 60  # enough on an easy set; plain ReLU hidden units fail this at any count
 LEVELS = {"P2": ["P2"], "P3": ["P3"], "P4": ["P4"], "fused": ["P4", "P2"]}

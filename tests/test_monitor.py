@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from convdiag.errors import InputError
-from convdiag.monitor import ConvdiagWarning, Monitor, MonitorThresholds
+from convdiag.watch.monitor import ConvdiagWarning, Monitor, MonitorThresholds
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "monitor_loop.py"
 
@@ -295,10 +295,10 @@ def test_example_script_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_lightning_callback(tmp_path: Path) -> None:
     pl = pytest.importorskip("lightning.pytorch")
-    from convdiag.labels import render_batch
-    from convdiag.losses import bce_loss, offset_l1_loss
     from convdiag.models.detector import reference
-    from convdiag.monitor import MonitorCallback
+    from convdiag.targets.labels import render_batch
+    from convdiag.targets.losses import bce_loss, offset_l1_loss
+    from convdiag.watch.monitor import MonitorCallback
 
     ex = _example()
     rng = np.random.default_rng(0)

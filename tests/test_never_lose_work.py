@@ -73,9 +73,9 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     res = run_cli(["synth", str(root / "data"), "--n", "8", "--size", "32x32", "--seed", "2",
                    "--format", "json"])  # fmt: skip
     assert res.code == 0, res.stderr
-    from convdiag.models.checkpoint import save_checkpoint
+    from convdiag.load.checkpoint import save_checkpoint
+    from convdiag.load.recipe import Recipe
     from convdiag.models.detector import reference
-    from convdiag.recipe import Recipe
 
     torch.manual_seed(0)
     args = {"head": "P2", "width": 4, "prior": 0.01, "bias_init": "prior"}
@@ -339,7 +339,7 @@ def test_sigint_then_resume_reaches_the_same_weights(
 
 @pytest.mark.slow
 def test_sigterm_leaves_a_loadable_checkpoint(small: dict[str, Path], tmp_path: Path) -> None:
-    from convdiag.models.checkpoint import load_checkpoint
+    from convdiag.load.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
     stopped = _interrupted_run(small["data"], out, signal.SIGTERM, 0.1)

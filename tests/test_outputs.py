@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from convdiag.errors import InputError
-from convdiag.models.outputs import LevelOutput, normalize_outputs, resolve_callable
+from convdiag.load.outputs import LevelOutput, normalize_outputs, resolve_callable
 
 B, H, W = 2, 64, 96
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from convdiag.cli import cli
+from convdiag.cli.main import cli
 
 LOG = Path(__file__).parent / "fixtures" / "logs" / "convdiag_history_p2_hard_bce.csv"
 

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convdiag.cli import cli
+from convdiag.cli.main import cli
 from convdiag.errors import InputError
-from convdiag.recipe import Recipe
+from convdiag.load.recipe import Recipe
 from convdiag.report.sweep_report import CSV_COLUMNS, sweep_csv, table_rows
-from convdiag.sweep import (
+from convdiag.training.sweep import (
     DEFAULT_SIGMAS,
     SweepConfig,
     build_arms,
@@ -93,7 +93,7 @@ def test_select_arms_by_name_and_pattern() -> None:
         select_arms(arms, "hard,nope")
 
 
-@settings(deadline=None)  # the first call imports convdiag.analyze
+@settings(deadline=None)  # the first call imports convdiag.analyses.run
 @given(st.floats(1e-6, 0.4))
 def test_pos_weight_is_sqrt_of_negatives_per_positive(prior: float) -> None:
     w = pos_weight_from_prior(prior)
@@ -142,7 +142,7 @@ def test_summarize_mean_and_spread_over_seeds() -> None:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from convdiag.data.synth import SynthConfig, synthesize
+    from convdiag.load.synth import SynthConfig, synthesize
 
     out = tmp_path_factory.mktemp("sweep") / "data"
     synthesize(out, SynthConfig(n=10, size=(32, 48), targets=(1, 2), snr=10, seed=2))

@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from convdiag.cli import cli
-from convdiag.data import synth
-from convdiag.data.loaders import load_dataset, load_train_val
-from convdiag.data.synth import SynthConfig, render_synthetic, synthesize
+from convdiag.cli.main import cli
 from convdiag.errors import InputError
-from convdiag.options import DatasetOptions
+from convdiag.load import synth
+from convdiag.load.datasets import load_dataset, load_train_val
+from convdiag.load.options import DatasetOptions
+from convdiag.load.synth import SynthConfig, render_synthetic, synthesize
 
 SMALL = SynthConfig(n=12, size=(48, 64), targets=(1, 4), seed=5)
 
@@ -43,7 +43,7 @@ def test_render_shapes_and_mask() -> None:
         assert (d[~np.eye(len(pts), dtype=bool)] >= 8).all()
         # the pixel holding each centre is in the mask; one mask component per target
         assert (mask[y.astype(int), x.astype(int)] == 255).all()
-        from convdiag.data.loaders import mask_to_points
+        from convdiag.load.datasets import mask_to_points
 
         comp = mask_to_points(mask)
         assert len(comp) == len(pts)

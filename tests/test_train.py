@@ -11,15 +11,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from convdiag.cli import cli
-from convdiag.data.loaders import load_dataset, load_train_val
-from convdiag.data.synth import SynthConfig, synthesize
-from convdiag.evaluate import ModelRunner, label_params
-from convdiag.geometry import offset_targets, point_to_cell
-from convdiag.models.checkpoint import load_checkpoint
+from convdiag.cli.main import cli
+from convdiag.load.checkpoint import load_checkpoint
+from convdiag.load.datasets import load_dataset, load_train_val
+from convdiag.load.recipe import Recipe
+from convdiag.load.runner import ModelRunner
+from convdiag.load.synth import SynthConfig, synthesize
 from convdiag.models.detector import reference
-from convdiag.recipe import Recipe
-from convdiag.train import (
+from convdiag.targets.geometry import offset_targets, point_to_cell
+from convdiag.targets.supervision import label_params
+from convdiag.training.loop import (
     CheckpointTarget,
     ImageCache,
     TrainingInterrupted,
@@ -27,7 +28,7 @@ from convdiag.train import (
     train,
     training_loss,
 )
-from convdiag.workflow import REFERENCE
+from convdiag.training.workflow import REFERENCE
 
 
 @pytest.fixture(scope="module")

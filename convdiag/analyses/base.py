@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from convdiag.decode import Detections
-from convdiag.labels import LabelBatch
-from convdiag.recipe import Recipe
+from convdiag.load.recipe import Recipe
+from convdiag.targets.decode import Detections
+from convdiag.targets.labels import LabelBatch
 
 REGION_INVALID, REGION_BACKGROUND, REGION_TARGET, REGION_NEAR, REGION_HOTSPOT = -1, 0, 1, 2, 3
 REGION_NAMES = ("background", "target", "neighbourhood", "hotspot")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from convdiag.analyses.base import AnalysisStep
-from convdiag.decode import THRESHOLDS, DetectionMetrics
+from convdiag.targets.decode import THRESHOLDS, DetectionMetrics
 
 LOW_THRESHOLDS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03)
 

@@ -36,8 +36,8 @@ from convdiag.analyses.base import (
     mass_fraction_cells,
     safe_div,
 )
-from convdiag.evaluate import cls_loss_sum, label_params
-from convdiag.labels import LabelBatch, render_batch
+from convdiag.targets.labels import LabelBatch, render_batch
+from convdiag.targets.supervision import cls_loss_sum, label_params
 
 PATCH_RADIUS = 4  # the target-centred patch is (2R+1) x (2R+1) cells
 

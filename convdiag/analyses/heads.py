@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from convdiag.analyses.base import AnalysisStep, SumState, safe_div
-from convdiag.recipe import Recipe
+from convdiag.load.recipe import Recipe
 
 
 class HeadGradientAnalysis(SumState):

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 
 from convdiag.analyses.base import AnalysisStep, SumState, safe_div
-from convdiag.evaluate import cls_loss_sum
-from convdiag.label_stats import constant_loss
-from convdiag.recipe import Recipe
+from convdiag.analyses.label_stats import constant_loss
+from convdiag.load.recipe import Recipe
+from convdiag.targets.supervision import cls_loss_sum
 
 
 class LossAnalysis(SumState):
@@ -94,6 +94,6 @@ class LossAnalysis(SumState):
 
 def _masked(lab: Any, mask: torch.Tensor) -> Any:
     """The labels with ``valid`` restricted to ``mask``."""
-    from convdiag.labels import LabelBatch
+    from convdiag.targets.labels import LabelBatch
 
     return LabelBatch(lab.heatmap, mask, lab.offset, lab.offset_mask)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from convdiag.data.sample import PointDataset
+from convdiag.load.sample import PointDataset
 
 SIGMAS = np.round(np.arange(0.4, 6.01, 0.1), 2)
 HWHM = math.sqrt(2 * math.log(2))

@@ -282,9 +282,9 @@ def plot_overlay(
     import matplotlib.pyplot as plt
     from matplotlib.colors import LinearSegmentedColormap
 
-    from convdiag.geometry import stride_of
-    from convdiag.labels import render_heatmap
     from convdiag.report.io import save_figure
+    from convdiag.targets.geometry import stride_of
+    from convdiag.targets.labels import render_heatmap
 
     strides = [stride_of(lv) for lv in levels]
     ncol = 1 + 2 * len(levels)

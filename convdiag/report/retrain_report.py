@@ -6,9 +6,9 @@ from typing import Any
 
 from rich.console import Console
 
-from convdiag.evaluate import SUMMARY_KEYS
-from convdiag.recipe import Recipe
+from convdiag.load.recipe import Recipe
 from convdiag.report.console import md_table, table
+from convdiag.training.evaluate import SUMMARY_KEYS
 
 LABELS = {
     "f1_at_0.5": "F1 @ 0.5",

@@ -1,0 +1,138 @@
+"""``convdiag logs PATH``: symptoms over time in a training log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from convdiag.cli.options import DatasetOptions, RunOptions, dataset_options, run_options
+
+
+@click.command("logs")
+@click.argument("path", type=click.Path())
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "lightning", "tensorboard", "jsonl", "ultralytics", "csv"]),
+    default="auto",
+    show_default=True,
+    help="Log format; auto goes by the file name (metrics.csv, results.csv, "
+    "events.out.tfevents.*, *.json/*.jsonl/*.log.json, history.csv, other *.csv).",
+)
+@click.option(
+    "--map",
+    "mapping",
+    default=None,
+    metavar="KEY=COLUMN,...",
+    help="Name the columns: keys step, epoch, loss, cls_loss, reg_loss, f1, precision, "
+    "recall (Pd), fp (per image), map, lr, constant_loss.",
+)
+@click.option(
+    "--prior",
+    type=float,
+    default=None,
+    help="Label prior (positive cells / cells) for the constant-predictor loss.",
+)
+@click.option(
+    "--data",
+    type=click.Path(),
+    default=None,
+    help="Dataset to compute the prior, offset reference and remedy sizes from (with --level).",
+)
+@click.option(
+    "--level", default=None, help="Level of the logged head, e.g. P2 (default P2 with --data)."
+)
+@click.option(
+    "--loss",
+    type=click.Choice(["bce", "focal"]),
+    default="bce",
+    show_default=True,
+    help="Classification loss of the run (for the constant-predictor loss).",
+)
+@click.option(
+    "--margin",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.3,
+    show_default=True,
+    help="cls loss within this share of the constant predictor's = at it.",
+)
+@click.option(
+    "--reg-margin",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.15,
+    show_default=True,
+    help="Offset loss within this share of the mean predictor's = at it (0.15 ~ R^2 < 0.25).",
+)
+@dataset_options()
+@run_options()
+def command(
+    path: str,
+    log_format: str,
+    mapping: str | None,
+    prior: float | None,
+    data: str | None,
+    level: str | None,
+    loss: str,
+    margin: float,
+    reg_margin: float,
+    dataset: DatasetOptions,
+    run: RunOptions,
+) -> int:
+    """Find convergence symptoms over time in the training log at PATH (file or folder).
+
+    \b
+    Symptoms, each with the step it started:
+      background-collapse  F1 (else recall/Pd, else mAP) stuck < 0.1 to the end while the
+                           loss falls; cls loss within --margin of the constant predictor's
+      fp-flood             FP per image > 5 and not falling (or precision < 0.3, recall ok)
+      regression-collapse  offset loss (mean L1 in cells, unweighted) flat at the mean
+                           predictor's: 0.25 for uniform offsets, measured with --data
+      loss-plateau         a loss constant to 6 decimals for 5 values (exactly 0: no positives)
+      non-finite-outputs   NaN or Inf anywhere
+
+    \b
+    Columns are found by name (case-insensitive; Lightning's _step/_epoch suffixes too):
+      loss       train/loss, train_loss, loss, total_loss
+      cls_loss   train/hm_loss, hm_loss, train/cls_loss, cls_loss, loss_cls, loss_hm,
+                 heatmap_loss, focal_loss
+      reg_loss   train/off_loss, off_loss, offset_loss, reg_loss, loss_offset, loss_reg
+      f1         val/F1, val_f1, f1, f1_at_0.5, f1_score (else 2PR/(P+R))
+      precision  val/precision, precision, metrics/precision(B)
+      recall     val/recall, recall, val/Pd, pd, metrics/recall(B)
+      fp         val/fp_per_image, fp_per_image, val/fp, fp
+      map        metrics/mAP50(B), map50, coco/bbox_mAP_50, val/map, map
+      lr         lr, train/lr, lr/pg0, x/lr0, lr-AdamW, learning_rate
+    Anything else: --map f1=val/F1,cls_loss=train/hm_loss,step=global_step.
+
+    \b
+    Examples:
+      convdiag logs lightning_logs/version_3 --prior 2.9e-4
+      convdiag logs runs/detect/train/results.csv --fail-on error
+      convdiag logs work_dirs/exp/ --data data/ --level P2 --out report/
+    """
+    from convdiag.diagnosis.findings import Finding, exit_code
+    from convdiag.report.console import emit
+    from convdiag.report.logs_report import render_markdown, render_table
+    from convdiag.watch.analysis import analyze_log
+
+    report = analyze_log(
+        path,
+        log_format,
+        mapping,
+        prior=prior,
+        data=data,
+        dataset=dataset if data else None,
+        level=level,
+        loss=loss,
+        margin=margin,
+        reg_margin=reg_margin,
+        out=run.out,
+    )
+
+    def render(console: Any) -> None:
+        render_table(console, report)
+        if run.out:
+            console.print(f"[dim]Wrote {run.out}/report.json, report.md and timeline.png.[/]")
+
+    emit(report, run.format, render, lambda: render_markdown(report))
+    return exit_code([Finding.from_dict(f) for f in report["findings"]], run.fail_on)

@@ -1,0 +1,276 @@
+"""Shared click option groups (DESIGN.md "Command surface"), one definition each.
+
+Each decorator adds its options and folds their values into one keyword argument of the
+command: ``dataset_options`` -> ``dataset: DatasetOptions``, ``model_options`` ->
+``model_opts: ModelOptions``, ``recipe_options`` -> ``recipe_opts: RecipeOptions``,
+``run_options`` -> ``run: RunOptions`` (the dataclasses live in ``convdiag.load.options``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from convdiag.load.options import DatasetOptions, ModelOptions, RecipeOptions, RunOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fold(
+    options: list[Callable[[Any], Any]], names: list[str], key: str, build: Callable[..., Any]
+) -> Callable[[F], F]:
+    def decorator(f: F) -> F:
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {n: kwargs.pop(n) for n in names}
+            kwargs[key] = build(**values)
+            return f(*args, **kwargs)
+
+        for opt in reversed(options):
+            wrapper = opt(wrapper)
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def dataset_options(with_val: bool = False) -> Callable[[F], F]:
+    """Dataset options: --data-format, --split, [--val-split], --on-mismatch, --coords, --images."""
+    opts = [
+        click.option(
+            "--data-format",
+            type=click.Choice(["auto", "masks", "points", "coco"]),
+            default="auto",
+            show_default=True,
+            help="Dataset layout; auto detects images/+masks/, a points CSV or COCO JSON.",
+        ),
+        click.option(
+            "--split",
+            default=None,
+            help="Split file listing image ids (a name inside the dataset or a path).",
+        ),
+    ]
+    names = ["data_format", "split"]
+    if with_val:
+        opts.append(
+            click.option(
+                "--val-split",
+                default=None,
+                help="Split file for validation (default: the dataset's val/test split, "
+                "else a seeded 20% hold-out).",
+            )
+        )
+        names.append("val_split")
+    opts += [
+        click.option(
+            "--on-mismatch",
+            type=click.Choice(["error", "skip"]),
+            default="error",
+            show_default=True,
+            help="A mask whose size differs from its image: stop, or skip it and report.",
+        ),
+        click.option(
+            "--coords",
+            type=click.Choice(["continuous", "index0", "index1"]),
+            default="continuous",
+            show_default=True,
+            help="Point convention of a points table: continuous pixel coordinates, or "
+            "0-/1-based pixel indices (converted to pixel centres).",
+        ),
+        click.option(
+            "--images",
+            type=click.Path(),
+            default=None,
+            help="Folder of the images named in a points table or COCO file.",
+        ),
+    ]
+    names += ["on_mismatch", "coords", "images"]
+
+    def build(**v: Any) -> DatasetOptions:
+        return DatasetOptions(**v)
+
+    return _fold(opts, names, "dataset", build)
+
+
+def _parse_model_args(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r} is not key=value", param_hint="--model-arg")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def model_options(f: F) -> F:
+    """Model options: --model, --model-arg, --adapter, --outputs, --pad-to, --trust-checkpoint."""
+    opts = [
+        click.option(
+            "--model",
+            default=None,
+            help="Model factory pkg.module:function (not needed for convdiag checkpoints).",
+        ),
+        click.option(
+            "--model-arg",
+            "model_args",
+            multiple=True,
+            help="key=value argument for the model factory (repeatable).",
+        ),
+        click.option(
+            "--adapter",
+            default=None,
+            help="pkg.module:function mapping the model's raw output to a DESIGN.md form.",
+        ),
+        click.option(
+            "--outputs",
+            type=click.Choice(["logits", "probs"]),
+            default="logits",
+            show_default=True,
+            help="Whether the classification output is logits or probabilities.",
+        ),
+        click.option(
+            "--pad-to",
+            type=click.IntRange(min=1),
+            default=32,
+            show_default=True,
+            help="Zero-pad images at the bottom/right to a multiple of this.",
+        ),
+        click.option(
+            "--trust-checkpoint",
+            is_flag=True,
+            help="Allow pickled checkpoints that import code (never needed for convdiag's own).",
+        ),
+    ]
+
+    def build(**v: Any) -> ModelOptions:
+        v["model_args"] = _parse_model_args(v["model_args"])
+        return ModelOptions(**v)
+
+    names = ["model", "model_args", "adapter", "outputs", "pad_to", "trust_checkpoint"]
+    return _fold(opts, names, "model_opts", build)(f)
+
+
+def recipe_options(f: F) -> F:
+    """Recipe options: how the checkpoint was (or is to be) trained."""
+    opts = [
+        click.option("--labels", type=click.Choice(["hard", "soft"]), default=None,
+                     help="Label kind (default hard)."),
+        click.option("--kernel", type=click.IntRange(min=1), default=None,
+                     help="Soft-label window in cells (default 3)."),
+        click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Soft-label sigma in cells (default 1.0)."),
+        click.option("--trunc", type=click.FloatRange(0, 1), default=None,
+                     help="Soft values below this become 0 (default 0.1)."),
+        click.option("--schedule", default=None,
+                     help="Soft-label schedule: 'dynamic' or 'END:K:SIGMA,...'."),
+        click.option("--loss", type=click.Choice(["bce", "focal", "sigmoid-focal"]),
+                     default=None, help="Classification loss (default bce)."),
+        click.option("--pos-weight", type=click.FloatRange(min=0, min_open=True),
+                     default=None, help="BCE weight of positive cells."),
+        click.option("--ohem", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="OHEM: keep all positives and this many hardest negatives per positive."),
+        click.option("--oversample", type=click.FloatRange(0, 1), default=None,
+                     help="Share of training crops centred near a target."),
+        click.option("--bias-init", type=click.Choice(["prior", "zero"]), default=None,
+                     help="Classification bias at start: the label prior, or 0."),
+    ]  # fmt: skip
+    names = ["labels", "kernel", "sigma", "trunc", "schedule", "loss", "pos_weight", "ohem",
+             "oversample", "bias_init"]  # fmt: skip
+
+    def build(**v: Any) -> RecipeOptions:
+        return RecipeOptions(**v)
+
+    return _fold(opts, names, "recipe_opts", build)(f)
+
+
+def format_option(name: str = "fmt") -> Callable[[F], F]:
+    """--format table|json|markdown, passed to the command as ``name``."""
+    return click.option(
+        "--format",
+        name,
+        type=click.Choice(["table", "json", "markdown"]),
+        default="table",
+        show_default=True,
+        help="Output on stdout: rich table, JSON alone, or Markdown.",
+    )
+
+
+def run_options(default_fail_on: str | None = None, with_out: bool = True) -> Callable[[F], F]:
+    """Run options: --seed, --device, --format, --out, --fail-on."""
+    opts = [
+        click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+        click.option("--device", default="cpu", show_default=True,
+                     help="auto, cpu, cuda or cuda:N."),
+        format_option("format"),
+    ]  # fmt: skip
+    names = ["seed", "device", "format"]
+    if with_out:
+        opts.append(
+            click.option(
+                "--out",
+                type=click.Path(file_okay=False),
+                default=None,
+                help="Folder for report.json, report.md and plots.",
+            )
+        )
+        names.append("out")
+    opts.append(
+        click.option(
+            "--fail-on",
+            type=click.Choice(["info", "warning", "error", "never"]),
+            default=default_fail_on,
+            show_default=default_fail_on is not None,
+            help="Exit 1 when a finding is at or above this severity.",
+        )
+    )
+    names.append("fail_on")
+
+    def build(**v: Any) -> RunOptions:
+        v.setdefault("out", None)
+        return RunOptions(**v)
+
+    def decorator(f: F) -> F:
+        return _fold(opts, names, "run", build)(_undo_new_out(f))
+
+    return decorator
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, innermost first."""
+    missing: list[Path] = []
+    p = path.absolute()
+    try:
+        while not p.exists() and p != p.parent:
+            missing.append(p)
+            p = p.parent
+    except OSError:  # a name the OS rejects: nothing of it can have been created
+        return []
+    return missing
+
+
+def _undo_new_out(f: F) -> F:
+    """When the command fails, remove the ``--out`` folders it created and left empty.
+
+    A failed command must leave no trace; only empty folders that did not exist before are
+    removed (``rmdir`` never deletes content), so an interrupted run keeps its checkpoint.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        run = kwargs.get("run")
+        created = _missing_dirs(Path(run.out)) if isinstance(run, RunOptions) and run.out else []
+        try:
+            return f(*args, **kwargs)
+        except BaseException:
+            for d in created:
+                try:
+                    d.rmdir()
+                except OSError:  # not empty, or never created
+                    if d.exists():
+                        break
+            raise
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,126 @@
+"""CSV training logs: Lightning ``metrics.csv``, ultralytics ``results.csv`` and any CSV.
+
+All three are one header line and one row per logged event. Lightning's rows are sparse
+(train and validation keys at different steps, empty cells between); ultralytics pads
+headers and values with spaces and has no step column (one row per epoch). Cells are
+stripped; an empty cell is missing, while ``nan``/``inf`` stay as non-finite values.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from convdiag.errors import InputError
+from convdiag.watch.table import RawLog, Series
+
+STEP_COLUMNS = ("step", "global_step", "trainer/global_step", "iter", "iteration", "it")
+EPOCH_COLUMNS = ("epoch", "epochs")
+
+
+def _number(cell: str) -> float | None:
+    """float of a cell; None when empty; raises ValueError when not a number."""
+    if cell == "":
+        return None
+    return float(cell)  # accepts nan, inf, -inf, infinity in any case
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read as text ({e})") from None
+    try:
+        rows = [
+            [c.strip() for c in r]
+            for r in csv.reader(io.StringIO(text))
+            if any(c.strip() for c in r)
+        ]
+    except csv.Error as e:
+        raise InputError(f"{path}: not a valid CSV file ({e})") from None
+    if not rows:
+        raise InputError(f"{path}: empty log (no header line)")
+    return rows[0], rows[1:]
+
+
+def _pick_x(header: list[str], x_column: str | None, path: Path) -> tuple[int | None, str]:
+    """Index of the x column and what it counts ("step", "epoch" or "row")."""
+    lower = [h.lower() for h in header]
+    if x_column is not None:
+        want = x_column.strip().lower()
+        if want not in lower:
+            raise InputError(
+                f"--map step={x_column}: no column {x_column!r} in {path} "
+                f"(columns: {', '.join(header)})"
+            )
+        k = lower.index(want)
+        return k, "epoch" if want in EPOCH_COLUMNS else "step"
+    for names, kind in ((STEP_COLUMNS, "step"), (EPOCH_COLUMNS, "epoch")):
+        for n in names:
+            if n in lower:
+                return lower.index(n), kind
+    return None, "row"
+
+
+def read_csv_log(path: str | Path, fmt: str = "csv", x_column: str | None = None) -> RawLog:
+    """Every numeric column of a CSV log as a ``Series`` over its step (or epoch, or row).
+
+    fmt: "lightning", "ultralytics" or "csv" (only recorded). x_column: the column counting
+    steps (``--map step=COLUMN``); default the first of step, global_step, iter, ... then
+    epoch, then the row number. A column with any non-numeric cell is not a metric and is
+    skipped (noted). Rows without an x value are dropped (noted).
+    """
+    p = Path(path)
+    header, rows = _read_rows(p)
+    if len(set(header)) != len(header):
+        dup = sorted({h for h in header if header.count(h) > 1})
+        raise InputError(f"{p}: duplicate column names {', '.join(dup)}")
+    xk, x_name = _pick_x(header, x_column, p)
+    notes: list[str] = []
+    ncol = len(header)
+    cols: list[list[float | None]] = [[] for _ in range(ncol)]
+    numeric = [True] * ncol
+    for r in rows:
+        if len(r) > ncol:
+            raise InputError(
+                f"{p}: a row has {len(r)} cells for {ncol} header columns "
+                "(was the header rewritten mid-run? read the newest file)"
+            )
+        r = r + [""] * (ncol - len(r))
+        for k, cell in enumerate(r):
+            if not numeric[k]:
+                continue
+            try:
+                cols[k].append(_number(cell))
+            except ValueError:
+                numeric[k] = False
+    skipped = [h for h, ok in zip(header, numeric, strict=True) if not ok]
+    if skipped:
+        notes.append(f"non-numeric columns skipped: {', '.join(skipped)}")
+    if xk is not None and not numeric[xk]:
+        raise InputError(f"{p}: column {header[xk]!r} holds non-numbers; it cannot be the step")
+    n = len(rows)
+    if xk is None:
+        x = np.arange(n, dtype=np.float64)
+    else:
+        x = np.array([math.nan if v is None else v for v in cols[xk]], dtype=np.float64)
+        missing = int(np.isnan(x).sum())
+        if missing:
+            notes.append(f"{missing} rows without a {header[xk]} value dropped")
+    series: dict[str, Series] = {}
+    for k, name in enumerate(header):
+        if not numeric[k] or k == xk or not name:
+            continue
+        vals = cols[k]
+        keep = np.array([v is not None for v in vals], dtype=bool) & np.isfinite(x)
+        if not keep.any():
+            continue
+        v = np.array([math.nan if q is None else q for q in vals], dtype=np.float64)
+        series[name] = Series(name, x[keep], v[keep])
+    return RawLog(fmt, str(p), [str(p)], series, x_name, notes)

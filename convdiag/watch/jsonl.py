@@ -1,0 +1,156 @@
+"""JSON-lines training logs: mmengine ``scalars.json`` / ``vis_data/<ts>.json`` and mmdet 2.x
+``<ts>.log.json`` (also a plain JSON array of such objects).
+
+- mmengine: train lines hold ``lr``, ``loss``, ``loss_*``, ``iter``, ``step`` (and ``epoch``
+  in epoch-based runs); validation lines hold the metrics and ``step``, which counts
+  *epochs* when metrics are logged by epoch (mmengine's default). Such steps are moved to
+  the last training step of that epoch so every series shares one axis.
+- mmdet 2.x: each line has ``mode`` (train/val), ``epoch`` and ``iter`` (counted within the
+  epoch); the first line is environment info without them and is skipped. The step is
+  (epoch - 1) x iterations per epoch + iter; validation lines sit at the end of their epoch.
+  Keys of validation lines get a ``val/`` prefix unless they already hold a ``/``.
+
+Booleans and non-numbers are ignored; JSON ``NaN``/``Infinity`` stay non-finite.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convdiag.errors import InputError
+from convdiag.watch.table import RawLog, Series
+
+X_KEYS = ("step", "global_step", "iter", "iteration")
+TRAIN_MARKS = ("lr", "base_lr")
+
+
+def _load_lines(p: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{p}: cannot read as text ({e})") from None
+    notes: list[str] = []
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        if not all(isinstance(d, dict) for d in data):
+            raise InputError(f"{p}: a JSON array of objects was expected")
+        return list(data), notes
+    lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
+    out: list[dict[str, Any]] = []
+    for k, (lineno, ln) in enumerate(lines):
+        try:
+            d = json.loads(ln)
+        except json.JSONDecodeError as e:
+            if k == len(lines) - 1 and out:  # a run still writing: the last line is cut
+                notes.append(f"line {lineno}: incomplete last line skipped")
+                continue
+            raise InputError(f"{p}: line {lineno} is not JSON ({e.msg})") from None
+        if not isinstance(d, dict):
+            raise InputError(f"{p}: line {lineno} is not a JSON object")
+        out.append(d)
+    return out, notes
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return float(v)
+
+
+def _x_key(lines: list[dict[str, Any]], x_key: str | None, p: Path) -> str | None:
+    if x_key is not None:
+        if not any(x_key in d for d in lines):
+            raise InputError(f"--map step={x_key}: no line of {p} has the key {x_key!r}")
+        return x_key
+    for k in X_KEYS:
+        if any(k in d for d in lines):
+            return k
+    return None
+
+
+def read_jsonl_log(path: str | Path, x_key: str | None = None) -> RawLog:
+    """Every numeric key of a JSON-lines log as a ``Series`` over the global step.
+
+    x_key: the key counting steps (``--map step=KEY``); default step, global_step, iter,
+    iteration (mmdet 2.x: derived from epoch and iter, see the module docstring), else
+    epoch, else the line number.
+    """
+    p = Path(path)
+    lines, notes = _load_lines(p)
+    if any("mode" in d for d in lines) and x_key is None:
+        return _read_mmdet2(p, lines, notes)
+    xk = _x_key(lines, x_key, p)
+    x_name = "step"
+    if xk is None:
+        xk = "epoch" if any("epoch" in d for d in lines) else None
+        x_name = "epoch" if xk else "row"
+    rows: list[tuple[float, dict[str, Any], bool]] = []
+    skipped = 0
+    for i, d in enumerate(lines):
+        xv = _num(d.get(xk)) if xk else float(i)
+        if xv is None:
+            skipped += 1
+            continue
+        is_train = any(k in d for k in TRAIN_MARKS) or any(str(k).startswith("loss") for k in d)
+        rows.append((xv, d, is_train))
+    if skipped:
+        notes.append(f"{skipped} lines without {xk!r} skipped")
+    # mmengine logs validation metrics by epoch: move them to the epoch's last train step
+    epoch_end: dict[float, float] = {}
+    for xv, d, tr in rows:
+        e = _num(d.get("epoch"))
+        if tr and e is not None and xk != "epoch":
+            epoch_end[e] = max(epoch_end.get(e, -math.inf), xv)
+    val_x = [xv for xv, _, tr in rows if not tr]
+    if epoch_end and val_x and all(float(v).is_integer() and v in epoch_end for v in val_x):
+        rows = [(xv if tr else epoch_end[xv], d, tr) for xv, d, tr in rows]
+        notes.append("validation steps counted epochs: placed at each epoch's last train step")
+    return RawLog("jsonl", str(p), [str(p)], _series(rows, {xk} if xk else set()), x_name, notes)
+
+
+def _series(rows: list[tuple[float, dict[str, Any], bool]], skip: set[str]) -> dict[str, Series]:
+    xs: dict[str, list[float]] = defaultdict(list)
+    vs: dict[str, list[float]] = defaultdict(list)
+    for xv, d, _ in rows:
+        for k, v in d.items():
+            f = _num(v)
+            if f is None or k in skip:
+                continue
+            xs[k].append(xv)
+            vs[k].append(f)
+    return {k: Series(k, np.array(xs[k]), np.array(vs[k])) for k in xs}
+
+
+def _read_mmdet2(p: Path, lines: list[dict[str, Any]], notes: list[str]) -> RawLog:
+    data = [d for d in lines if _num(d.get("epoch")) is not None]
+    if len(data) < len(lines):
+        notes.append(f"{len(lines) - len(data)} lines without an epoch skipped (environment info)")
+    train = [d for d in data if d.get("mode", "train") == "train"]
+    ipe = max((_num(d.get("iter")) or 0.0 for d in train), default=0.0)
+    rows: list[tuple[float, dict[str, Any], bool]] = []
+    for d in data:
+        e = float(d["epoch"])
+        if d.get("mode", "train") == "train" and ipe > 0:
+            xv = (e - 1) * ipe + (_num(d.get("iter")) or 0.0)
+            rows.append((xv, d, True))
+        else:
+            xv = e * ipe if ipe > 0 else e
+            renamed = {(k if "/" in k else f"val/{k}"): v for k, v in d.items()}
+            rows.append((xv, renamed, False))
+    name = "step" if ipe > 0 else "epoch"
+    if ipe > 0:
+        notes.append(f"mmdet 2.x log: step = (epoch - 1) x {ipe:g} iterations + iter")
+    skip = {"epoch", "iter", "val/epoch", "val/iter"}
+    return RawLog("jsonl", str(p), [str(p)], _series(rows, skip), name, notes)

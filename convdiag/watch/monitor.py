@@ -1,0 +1,620 @@
+"""``Monitor``: cheap convergence statistics inside a user's own training loop.
+
+    monitor = Monitor(level="P2", every=100)
+    for images, points in loader:
+        out = model(images)
+        loss = criterion(out, points)
+        opt.zero_grad()
+        loss.backward()
+        monitor.update(out, points, loss, model=model, image_size=images.shape[-2:])
+        opt.step()
+
+Call ``update`` after ``backward`` and before the next ``zero_grad`` (before or after
+``opt.step()``) so the per-head gradient norms see this step's gradients; without
+``model`` they are skipped. Every ``every``-th call (the 1st, the every+1-th, ...) measures
+on the batch; the other calls only count (cost ~0). A measurement (one sample):
+
+- mean score (sigmoid) over valid cells against the label prior (given, else pooled over
+  the sampled batches' labels);
+- target peak scores: the 3x3 maximum of the score around each target cell; median and
+  share at or above ``threshold``;
+- cls loss of the batch (``loss``: bce with ``pos_weight``, or CenterNet focal) over the
+  best constant predictor's loss on the same labels (``label_stats.constant_loss``);
+- positive gradient share: sum of |dL/dlogit| at target cells over all valid cells, by
+  autograd on a detached copy of the logits;
+- offset std ratio std(pred)/std(target) and R^2 = 1 - SSE/SST at target cells (pooled
+  over both axes), when the output has a reg head;
+- per-head gradient norms: L2 norm of ``p.grad`` over the model's classification and
+  offset head parameters (``model.head_parameters()``, else by parameter names).
+
+Symptoms (finding ids of DESIGN.md), each when it holds at ``patience`` samples in a row
+(non-finite values at once): background-collapse (fewer than half the target peaks reach
+the threshold and the cls loss is within ``margin`` of the constant predictor's),
+gradient-starvation (positive gradient share < 0.2 while the targets are unlearned),
+regression-collapse (std ratio < 0.5 and R^2 < 0.25 where offsets matter),
+head-imbalance (head gradient ratio outside [1/100, 100] while the weaker task fails),
+non-finite-outputs. Each warns once (``ConvdiagWarning``) with its numbers and top remedy;
+``report()`` returns the findings.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from convdiag.diagnosis.findings import Finding, Remedy
+from convdiag.errors import InputError
+
+
+class ConvdiagWarning(UserWarning):
+    """A convergence symptom seen by ``Monitor`` (filter with ``warnings`` as usual)."""
+
+
+@dataclass
+class MonitorThresholds:
+    """When a sample counts as symptomatic (``diagnose.Thresholds`` defaults where shared)."""
+
+    patience: int = 3
+    margin: float = 0.3
+    peak_share_min: float = 0.5
+    grad_share_min: float = 0.2
+    offset_std_ratio_min: float = 0.5
+    offset_r2_min: float = 0.25
+    offset_needed_radius_share: float = 0.6
+    head_ratio_max: float = 100.0
+    min_targets: int = 10
+
+
+TITLES = {
+    "non-finite-outputs": "non-finite values",
+    "background-collapse": "background collapse",
+    "gradient-starvation": "gradient starvation",
+    "regression-collapse": "regression collapse",
+    "head-imbalance": "head imbalance",
+}
+
+
+def _points(targets: Any, n: int) -> list[np.ndarray]:
+    if not isinstance(targets, Sequence) or isinstance(targets, str | bytes):
+        raise InputError("Monitor.update: targets must be a list of [N, 2] (x, y) arrays per image")
+    if len(targets) != n:
+        raise InputError(f"Monitor.update: {len(targets)} target arrays for a batch of {n}")
+    out = []
+    for t in targets:
+        a = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+        out.append(np.asarray(a, dtype=np.float64).reshape(-1, 2))
+    return out
+
+
+def _cls_tensor(raw: Any, level: str) -> tuple[torch.Tensor, int | None]:
+    """The cls tensor of ``level`` in a raw output (and the stride its key says, if any)."""
+    if isinstance(raw, Mapping) and "cls" in raw:
+        return raw["cls"], None
+    if isinstance(raw, Mapping):
+        for k, v in raw.items():
+            if str(k).upper() == level:
+                return _cls_tensor(v, level)[0], None
+        k, v = next(iter(raw.items()))
+        return _cls_tensor(v, level)[0], 2 ** int(str(k)[1:])
+    if isinstance(raw, tuple | list):
+        return raw[0], None
+    return raw, None
+
+
+class Monitor:
+    """Cheap convergence statistics every ``every`` steps of a training loop (module doc).
+
+    level: the output level watched (P2, ...). prior: the label prior (default: pooled from
+    the sampled batches). warn: emit ``ConvdiagWarning``s. loss / pos_weight: the cls loss
+    the run uses (bce or focal) for the constant-predictor comparison and the gradient
+    share. kernel / sigma / trunc: soft labels (kernel None = hard). threshold: score
+    threshold of a detected peak. radius: match radius (px). outputs: "logits" or "probs".
+    """
+
+    def __init__(
+        self,
+        level: str = "P2",
+        every: int = 100,
+        prior: float | None = None,
+        warn: bool = True,
+        *,
+        loss: str = "bce",
+        pos_weight: float | None = None,
+        kernel: int | None = None,
+        sigma: float | None = None,
+        trunc: float = 0.1,
+        threshold: float = 0.5,
+        radius: float = 3.0,
+        outputs: str = "logits",
+        thresholds: MonitorThresholds | None = None,
+    ) -> None:
+        from convdiag.targets.geometry import level_name, stride_of
+
+        self.level = level_name(level)
+        self.stride = stride_of(self.level)
+        if int(every) < 1:
+            raise InputError(f"Monitor: every={every!r} must be >= 1")
+        if prior is not None and not 0 < prior < 1:
+            raise InputError(f"Monitor: prior={prior!r} must be in (0, 1)")
+        if loss not in ("bce", "focal"):
+            raise InputError(f"Monitor: loss={loss!r}: use bce or focal")
+        self.every = int(every)
+        self.prior = prior
+        self.warn = warn
+        self.loss = loss
+        self.pos_weight = pos_weight
+        self.kernel, self.sigma, self.trunc = kernel, sigma, trunc
+        self.threshold = threshold
+        self.radius = radius
+        self.outputs = outputs
+        self.th = thresholds or MonitorThresholds()
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self._label_sum = 0.0
+        self._cells = 0.0
+        self._runs: dict[str, int] = {}  # symptom -> step its current run started
+        self._count: dict[str, int] = {}  # symptom -> samples in its current run
+        self._findings: dict[str, Finding] = {}
+        self._resolved: dict[str, int] = {}
+        self._warned: set[str] = set()
+        self._heads: dict[str, list[torch.nn.Parameter]] | None = None
+        self._heads_of: int | None = None
+
+    # ------------------------------------------------------------------- public
+
+    def due(self) -> bool:
+        """Whether the next ``update`` call measures (lets a caller skip preparing inputs)."""
+        return self.step % self.every == 0
+
+    def skip(self) -> None:
+        """Count a step without measuring (what ``update`` does when not ``due``)."""
+        self.step += 1
+
+    def update(
+        self,
+        outputs: Any,
+        targets: Sequence[Any],
+        loss: Any = None,
+        model: torch.nn.Module | None = None,
+        image_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
+        step: int | None = None,
+    ) -> dict[str, Any] | None:
+        """Count one training step; every ``every`` steps measure and check the symptoms.
+
+        outputs: the model's output in any DESIGN.md form; targets: per image an [N, 2]
+        array (x, y) of target points in pixels; loss: the step's loss (checked for NaN);
+        model: for the per-head gradient norms (call after ``backward``); image_size: (H,
+        W) of the padded batch, or one (H, W) per image (own grids; padding ignored);
+        default the output grid times the stride. step: the training step recorded (default
+        the number of ``update`` calls so far, 1-based). Returns the sample's statistics,
+        or None on steps that only count.
+        """
+        due = self.due()
+        self.step += 1
+        if not due:
+            return None
+        stats = self._measure(outputs, targets, loss, model, image_size)
+        if step is not None:
+            stats["step"] = int(step)
+        self.history.append(stats)
+        self._check(stats)
+        return stats
+
+    def report(self) -> list[Finding]:
+        """Findings of every symptom seen: active ones at their severity, resolved ones as
+        info noting the step they cleared at (order: severity, then first seen)."""
+        from convdiag.diagnosis.rules import sort_findings
+
+        out = []
+        for sid, f in self._findings.items():
+            if sid in self._resolved:
+                g = Finding(
+                    f.id,
+                    f.level,
+                    {**f.evidence, "resolved_at": self._resolved[sid]},
+                    f.explanation + f" Resolved by step {self._resolved[sid]}.",
+                    f.remedies,
+                    severity="info",
+                )
+                out.append(g)
+            else:
+                out.append(f)
+        return sort_findings(out)
+
+    # ------------------------------------------------------------------- measuring
+
+    def _image_sizes(
+        self, image_size: Any, n: int
+    ) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+        """(padded size, per-image sizes) from one (H, W) or one per image."""
+        sizes = list(image_size)
+        if len(sizes) == 2 and all(isinstance(v, int | np.integer) for v in sizes):
+            size = (int(sizes[0]), int(sizes[1]))
+            return size, [size] * n
+        per = [(int(h), int(w)) for h, w in sizes]
+        if len(per) != n:
+            raise InputError(f"Monitor.update: {len(per)} image sizes for a batch of {n}")
+        return (max(h for h, _ in per), max(w for _, w in per)), per
+
+    def _measure(
+        self,
+        outputs: Any,
+        targets: Sequence[Any],
+        loss: Any,
+        model: torch.nn.Module | None,
+        image_size: Any,
+    ) -> dict[str, Any]:
+        from convdiag.load.outputs import normalize_outputs
+        from convdiag.targets.labels import render_batch
+
+        cls0, key_stride = _cls_tensor(outputs, self.level)
+        if not isinstance(cls0, torch.Tensor):
+            raise InputError("Monitor.update: outputs hold no cls tensor")
+        s = key_stride or self.stride
+        h, w = int(cls0.shape[-2]), int(cls0.shape[-1])
+        if image_size is None:
+            size, per = (h * s, w * s), [(h * s, w * s)] * int(cls0.shape[0])
+        else:
+            size, per = self._image_sizes(image_size, int(cls0.shape[0]))
+        levels = normalize_outputs(outputs, size, self.outputs)
+        if self.level not in levels:
+            raise InputError(
+                f"Monitor(level={self.level}): the model outputs {', '.join(levels)} only"
+            )
+        lo = levels[self.level]
+        logits = lo.cls.detach().float()
+        b, _, gh, gw = logits.shape
+        pts = _points(targets, b)
+        lab = render_batch(pts, per, (gh, gw), self.level, self.kernel, self.sigma, self.trunc,
+                           device=logits.device)  # fmt: skip
+        valid, heat = lab.valid, lab.heatmap
+        target = (heat == 1) & valid
+        st: dict[str, Any] = {"step": self.step, "targets": int(target.sum())}
+        bad_cls = int((~torch.isfinite(logits) & valid).sum())
+        reg = lo.reg.detach().float() if lo.reg is not None else None
+        bad_reg = int((~torch.isfinite(reg) & valid).sum()) if reg is not None else 0
+        loss_v = float(loss.detach()) if isinstance(loss, torch.Tensor) else loss
+        st.update(nonfinite_cls=bad_cls, nonfinite_reg=bad_reg, loss=loss_v)
+        nonfinite = bad_cls + bad_reg > 0 or (loss_v is not None and not math.isfinite(loss_v))
+        self._label_sum += float(heat[valid].sum())
+        self._cells += float(valid.sum())
+        prior = self.prior if self.prior is not None else self._label_sum / max(self._cells, 1.0)
+        st["prior"] = prior
+        safe = torch.where(torch.isfinite(logits), logits, torch.zeros_like(logits))
+        score = torch.sigmoid(safe)
+        st["mean_score"] = float(score[valid].mean()) if valid.any() else None
+        st["mean_score_over_prior"] = (
+            st["mean_score"] / prior if prior > 0 and st["mean_score"] is not None else None
+        )
+        st.update(self._peaks(score, target))
+        st.update(self._cls_loss(safe, heat, valid, target))
+        st.update(self._offsets(reg, lab, valid))
+        st.update(self._head_grads(model))
+        if st.get("grad_nonfinite"):
+            nonfinite = True
+        st["nonfinite"] = nonfinite
+        return st
+
+    def _peaks(self, score: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        if not target.any():
+            return {"peak_score_p50": None, "peaks_above_threshold": None}
+        pooled = F.max_pool2d(score, 3, stride=1, padding=1)
+        peaks = pooled[target]
+        return {
+            "peak_score_p50": float(peaks.median()),
+            "peaks_above_threshold": float((peaks >= self.threshold).float().mean()),
+        }
+
+    def _cls_loss(
+        self, logits: torch.Tensor, heat: torch.Tensor, valid: torch.Tensor, target: torch.Tensor
+    ) -> dict[str, Any]:
+        from convdiag.analyses.label_stats import constant_loss
+        from convdiag.targets.losses import bce_loss, centernet_focal_loss
+
+        z = logits.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            if self.loss == "bce":
+                total = bce_loss(z, heat, valid, self.pos_weight, reduction="sum")
+                norm = float(valid.sum())
+            else:
+                total = centernet_focal_loss(z, heat, valid, reduction="sum",
+                                             pos_weight=self.pos_weight)  # fmt: skip
+                norm = max(1.0, float(target.sum()))
+            (g,) = torch.autograd.grad(total, z)
+        ga = g.abs()
+        all_g = float(ga[valid].sum())
+        cls = float(total.detach()) / max(norm, 1.0)
+        y = heat[valid]
+        const = constant_loss(
+            self.loss,
+            float(valid.sum()),
+            float(target.sum()),
+            float(y.sum()),
+            float(((1 - y).clamp(min=0) ** 4)[y < 1].sum()),
+            pos_weight=self.pos_weight,
+        )
+        return {
+            "cls_loss": cls,
+            "constant_loss": const,
+            "loss_ratio": cls / const if const > 0 else None,
+            "pos_grad_share": float(ga[target].sum()) / all_g if all_g > 0 else None,
+        }
+
+    def _offsets(self, reg: torch.Tensor | None, lab: Any, valid: torch.Tensor) -> dict[str, Any]:
+        none = {"offset_targets": 0, "offset_std_ratio": None, "offset_r2": None,
+                "centre_rms_px": None}  # fmt: skip
+        if reg is None:
+            return none
+        b, i, j = torch.nonzero(lab.offset_mask[:, 0] & valid[:, 0], as_tuple=True)
+        n = int(b.numel())
+        if n < 2:
+            return {**none, "offset_targets": n}
+        p = reg[b, :, i, j].double()
+        t = lab.offset[b, :, i, j].double()
+        if not torch.isfinite(p).all():
+            return {**none, "offset_targets": n}
+        st, sp = t.std(0), p.std(0)
+        sst = float(((t - t.mean(0)) ** 2).sum())
+        ratio = float((sp / st).mean()) if bool((st > 0).all()) else None
+        centre = float(torch.sqrt(((t - 0.5) ** 2).mean(0).sum())) * self.stride
+        return {
+            "offset_targets": n,
+            "offset_std_ratio": ratio,
+            "offset_r2": 1.0 - float(((p - t) ** 2).sum()) / sst if sst > 0 else None,
+            "centre_rms_px": centre,
+        }
+
+    def _head_grads(self, model: torch.nn.Module | None) -> dict[str, Any]:
+        none: dict[str, Any] = {"cls_grad_norm": None, "reg_grad_norm": None,
+                                "cls_reg_ratio": None, "grad_nonfinite": False}  # fmt: skip
+        if model is None:
+            return none
+        if self._heads is None or self._heads_of != id(model):
+            self._heads = find_head_parameters(model)
+            self._heads_of = id(model)
+        out = dict(none)
+        for kind in ("cls", "reg"):
+            grads = [p.grad.detach() for p in self._heads.get(kind, []) if p.grad is not None]
+            if not grads:
+                continue
+            sq = torch.stack([g.float().pow(2).sum() for g in grads]).sum()
+            v = float(sq.sqrt())
+            out[f"{kind}_grad_norm"] = v
+            if not math.isfinite(v):
+                out["grad_nonfinite"] = True
+        c, r = out["cls_grad_norm"], out["reg_grad_norm"]
+        if c is not None and r and math.isfinite(c) and math.isfinite(r):
+            out["cls_reg_ratio"] = c / r
+        return out
+
+    # ------------------------------------------------------------------- symptoms
+
+    def _symptoms(self, st: dict[str, Any]) -> dict[str, bool]:
+        th = self.th
+        peaks = st["peaks_above_threshold"]
+        unlearned = peaks is not None and peaks < th.peak_share_min
+        ratio = st["loss_ratio"]
+        at_const = ratio is not None and abs(ratio - 1.0) <= th.margin
+        share = st["pos_grad_share"]
+        sr, r2 = st["offset_std_ratio"], st["offset_r2"]
+        centre = st["centre_rms_px"]
+        needed = centre is not None and centre > th.offset_needed_radius_share * self.radius
+        reg_collapsed = (
+            st["offset_targets"] >= th.min_targets
+            and sr is not None
+            and r2 is not None
+            and sr < th.offset_std_ratio_min
+            and r2 < th.offset_r2_min
+        )
+        hr = st["cls_reg_ratio"]
+        imbalance = False
+        if hr is not None and hr > 0 and not 1 / th.head_ratio_max <= hr <= th.head_ratio_max:
+            imbalance = unlearned if hr < 1 else (r2 is None or r2 < th.offset_r2_min)
+        return {
+            "non-finite-outputs": bool(st["nonfinite"]),
+            "background-collapse": unlearned and at_const,
+            "gradient-starvation": unlearned and share is not None and share < th.grad_share_min,
+            "regression-collapse": needed and reg_collapsed,
+            "head-imbalance": imbalance,
+        }
+
+    def _check(self, st: dict[str, Any]) -> None:
+        for sid, on in self._symptoms(st).items():
+            if not on:
+                self._count.pop(sid, None)
+                self._runs.pop(sid, None)
+                if sid in self._findings and sid not in self._resolved:
+                    self._resolved[sid] = st["step"]
+                continue
+            self._runs.setdefault(sid, st["step"])
+            self._count[sid] = self._count.get(sid, 0) + 1
+            need = 1 if sid == "non-finite-outputs" else self.th.patience
+            if self._count[sid] < need:
+                continue
+            self._resolved.pop(sid, None)
+            f = self._finding(sid, st, self._runs[sid], self._count[sid])
+            self._findings[sid] = f
+            if self.warn and sid not in self._warned:
+                self._warned.add(sid)
+                warnings.warn(self._message(f), ConvdiagWarning, stacklevel=3)
+
+    def _message(self, f: Finding) -> str:
+        from convdiag.report.analyze_report import remedy_text
+
+        top = next((r for r in f.remedies if r.applied), None)
+        ev = f.evidence
+        keys = [k for k in ev if k not in ("started_at", "samples", "step") and ev[k] is not None]
+        nums = ", ".join(f"{k} {_fmt(ev[k])}" for k in keys[:5])
+        tail = f" Try: --remedy {remedy_text(top.to_dict())}." if top else ""
+        return (
+            f"convdiag: {TITLES.get(f.id, f.id)} at {self.level} since step {ev['started_at']} "
+            f"({ev['samples']} checks): {nums}.{tail}"
+        )
+
+    def _finding(self, sid: str, st: dict[str, Any], start: int, n: int) -> Finding:
+        from convdiag.analyses.run import soft_params_for
+        from convdiag.load.recipe import REMEDY_DEFAULTS
+        from convdiag.watch.symptoms import Reference, signal_remedies
+
+        prior = st["prior"]
+        base = {"started_at": start, "samples": n, "step": st["step"]}
+        ref = Reference(level=self.level, loss=self.loss, prior=prior)
+        ref.neg_per_pos = (1 - prior) / prior if 0 < prior < 1 else None
+        ref.soft = soft_params_for(self.stride, None, self.trunc)
+        lv = self.level
+        if sid == "non-finite-outputs":
+            ev = _pick(st, "nonfinite_cls", "nonfinite_reg", "loss", "cls_grad_norm",
+                       "reg_grad_norm")  # fmt: skip
+            text = (
+                f"NaN or infinite outputs, loss or gradients at step {st['step']}: training "
+                "diverged. Lower the learning rate, cap the loss weight, check input scaling."
+            )
+            rem = [Remedy("loss-ramp", dict(REMEDY_DEFAULTS["loss-ramp"]),
+                          "a capped weight ramp avoids the early blow-up")]  # fmt: skip
+        elif sid in ("background-collapse", "gradient-starvation"):
+            ev = _pick(st, "peak_score_p50", "peaks_above_threshold", "loss_ratio", "cls_loss",
+                       "constant_loss", "mean_score", "prior", "pos_grad_share")  # fmt: skip
+            if sid == "background-collapse":
+                text = (
+                    f"At {lv} the model predicts background: target peaks median "
+                    f"{_fmt(st['peak_score_p50'])} ({_fmt(st['peaks_above_threshold'])} reach "
+                    f"{self.threshold:g}), cls loss {_fmt(st['loss_ratio'])}x the constant "
+                    f"predictor's, mean score {_fmt(st['mean_score'])} against a prior of "
+                    f"{_fmt(prior)}, for {n} checks since step {start}."
+                )
+            else:
+                text = (
+                    f"At {lv} targets carry {_fmt(st['pos_grad_share'])} of the cls gradient "
+                    f"(< {self.th.grad_share_min:g}) while their peaks stay low, for {n} checks "
+                    f"since step {start}: each step mostly re-teaches the background."
+                )
+            rem = signal_remedies(ref)
+        elif sid == "regression-collapse":
+            ev = _pick(st, "offset_std_ratio", "offset_r2", "offset_targets", "centre_rms_px")
+            text = (
+                f"At {lv} the offset head barely follows the targets (std ratio "
+                f"{_fmt(st['offset_std_ratio'])}, R^2 {_fmt(st['offset_r2'])}) for {n} checks "
+                f"since step {start}, where the cell centre is {_fmt(st['centre_rms_px'])} px "
+                "(RMS) from the targets."
+            )
+            rem = []
+            if lv != "P2":
+                rem.append(Remedy("fused-head", {}, "P4 finds, P2 places (seed)"))
+            rem.append(Remedy("position-sensitive-offset", {}, "a head that sees position", False))
+        else:
+            ratio = st["cls_reg_ratio"]
+            weak = "classification" if ratio < 1 else "offset"
+            ev = _pick(st, "cls_grad_norm", "reg_grad_norm", "cls_reg_ratio")
+            ev["head_ratio_max"] = self.th.head_ratio_max
+            text = (
+                f"At {lv} the {weak} head's gradient is {max(ratio, 1 / ratio):.0f}x smaller than "
+                f"the other's for {n} checks since step {start}, while that task still fails."
+            )
+            rem = []
+            if weak == "classification":
+                rem.append(Remedy("loss-ramp", dict(REMEDY_DEFAULTS["loss-ramp"]),
+                                  "raises the cls-loss weight gradually, capped"))  # fmt: skip
+        evidence = {**base, **{k: _round(v) for k, v in ev.items()}}
+        return Finding(sid, lv, evidence, text, rem)
+
+
+def _pick(st: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: st[k] for k in keys}
+
+
+def _round(v: Any) -> Any:
+    if isinstance(v, float) and math.isfinite(v) and v != 0:
+        return float(f"{v:.4g}")
+    return v
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def find_head_parameters(model: torch.nn.Module) -> dict[str, list[torch.nn.Parameter]]:
+    """{"cls": [...], "reg": [...]}: ``head_parameters()`` of the model or of its first
+    submodule that has it (a LightningModule wrapping a detector), else by parameter name
+    (``analyze.head_parameters``)."""
+    from convdiag.analyses.run import head_parameters
+
+    for m in model.modules():
+        if callable(getattr(m, "head_parameters", None)):
+            groups = head_parameters(m)
+            return {k: [p for _, p in v] for k, v in groups.items()}
+    groups = head_parameters(model)
+    return {k: [p for _, p in v] for k, v in groups.items()}
+
+
+# --------------------------------------------------------------------------- Lightning
+
+_CALLBACK_CLASS: Any = None
+
+
+def MonitorCallback(monitor: Monitor | None = None, log: bool = True, **monitor_kwargs: Any) -> Any:
+    """A Lightning callback that feeds a ``Monitor`` from ``training_step``'s return value.
+
+    ``training_step`` returns {"loss": loss, "outputs": model_output, "targets": [N, 2]
+    points per image, "image_size": (H, W) (optional)}; ``outputs``/``targets`` are only read
+    on the steps the monitor measures. With ``log``, the statistics go to the Lightning
+    logger as ``convdiag/<name>``, so ``convdiag logs`` reads them back. Requires the
+    ``lightning`` package (extra ``convdiag[lightning]``); the monitor is ``.monitor``.
+    """
+    global _CALLBACK_CLASS
+    try:
+        import lightning.pytorch as pl
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise InputError(
+            "MonitorCallback needs Lightning: pip install 'convdiag[lightning]'"
+        ) from None
+    if _CALLBACK_CLASS is None:
+
+        class _MonitorCallback(pl.Callback):
+            def __init__(self, monitor: Monitor, log: bool) -> None:
+                super().__init__()
+                self.monitor = monitor
+                self.log = log
+
+            def on_train_batch_end(
+                self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+            ) -> None:
+                if not self.monitor.due():
+                    self.monitor.skip()
+                    return
+                if not isinstance(outputs, Mapping) or "outputs" not in outputs:
+                    raise InputError(
+                        "MonitorCallback: training_step must return a dict with 'loss', "
+                        "'outputs' and 'targets'"
+                    )
+                st = self.monitor.update(
+                    outputs["outputs"],
+                    outputs["targets"],
+                    outputs.get("loss"),
+                    model=pl_module,
+                    image_size=outputs.get("image_size"),
+                    step=int(trainer.global_step),
+                )
+                if self.log and st:
+                    vals = {
+                        f"convdiag/{k}": float(v)
+                        for k, v in st.items()
+                        if isinstance(v, int | float) and not isinstance(v, bool) and k != "step"
+                    }
+                    pl_module.log_dict(vals, on_step=True, on_epoch=False)
+
+        _CALLBACK_CLASS = _MonitorCallback
+    return _CALLBACK_CLASS(monitor or Monitor(**monitor_kwargs), log)
+
+
+__all__ = ["ConvdiagWarning", "Monitor", "MonitorCallback", "MonitorThresholds"]

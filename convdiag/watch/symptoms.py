@@ -1,0 +1,552 @@
+"""Symptoms found over time in a training log, as ``Finding``s that say when each started.
+
+Every rule looks at the end of the run: a condition that holds from some point to the last
+value (the *stretch*) for at least ``min_points`` logged values. ``started_at`` is the
+step (or epoch) where that stretch begins. Windows are the first and last quarter of a
+stretch (at least one value each) compared by their medians, so per-step noise does not
+decide; losses compared with a reference are smoothed by a trailing median of 5 values
+(the stretch then starts where the raw values entered the margin).
+
+- non-finite-outputs: any NaN or Inf in a mapped series (started at the first one).
+- loss-plateau (warning): a loss equal to 6 decimals for ``plateau_points`` values in a row
+  (exactly 0 for an auxiliary loss: no positive reaches it).
+- background-collapse: F1 (else recall/Pd, else mAP) below ``f1_min`` over the stretch
+  (recall too, when F1 is the metric), with the loss falling or not; or, without any
+  detection metric, the classification loss within ``margin`` of the best constant
+  predictor's loss over the stretch.
+- fp-flood: FP per image above ``fp_per_image_max`` over the stretch and falling by less
+  than ``fp_fall_min``; without an FP column, precision under ``precision_max_flood`` not
+  rising while recall stays at or above ``f1_min``. As in ``analyze``, a flood replaces
+  background-collapse (a model that fires everywhere but at the targets is not quiet).
+- regression-collapse: the offset loss within ``reg_margin`` of the mean predictor's value
+  and flat (changing by less than ``reg_flat_max``) over the stretch; a warning where the
+  cell centre is already close enough (DESIGN.md: offsets matter when the cell-centre RMS
+  error exceeds 0.6 x the match radius).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from convdiag.diagnosis.findings import Finding, Remedy
+from convdiag.watch.mapping import MappedLog
+from convdiag.watch.table import Series
+
+
+@dataclass
+class LogThresholds:
+    """Thresholds of the log rules (see the module docstring)."""
+
+    f1_min: float = 0.1
+    min_points: int = 3
+    loss_fall_min: float = 0.1
+    margin: float = 0.3
+    reg_margin: float = 0.15
+    reg_flat_max: float = 0.1
+    fp_per_image_max: float = 5.0
+    fp_fall_min: float = 0.3
+    precision_max_flood: float = 0.3
+    precision_rise_min: float = 0.1
+    plateau_points: int = 5
+    plateau_decimals: int = 6
+    smooth: int = 5
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return asdict(self)
+
+
+@dataclass
+class Reference:
+    """What the losses are compared with, and what the remedies need.
+
+    constant_loss: the best constant predictor's classification loss (``--loss`` kind) from
+    the prior; reg_constant: the offset L1 loss (mean over both axes) of the best constant
+    offset, 0.25 for offsets uniform in [0, 1). offsets_needed: whether the cell-centre
+    RMS error exceeds 0.6 x the match radius at ``level`` (None: level unknown).
+    """
+
+    level: str | None = None
+    loss: str = "bce"
+    prior: float | None = None
+    prior_source: str | None = None
+    constant_loss: float | None = None
+    constant_source: str | None = None
+    reg_constant: float = 0.25
+    reg_constant_source: str = "offsets uniform in [0, 1): E|t - 0.5| = 0.25"
+    neg_per_pos: float | None = None
+    coarser_level: str | None = None
+    finer_level: str | None = None
+    soft: dict[str, Any] = field(default_factory=lambda: {"kernel": 3, "sigma": 1.0, "trunc": 0.1})
+    offsets_needed: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def finite(s: Series) -> tuple[np.ndarray, np.ndarray]:
+    """(x, values) of the finite values of ``s``."""
+    ok = s.finite
+    return s.x[ok], s.values[ok]
+
+
+def stays_from(cond: np.ndarray) -> int | None:
+    """Index where the final run of True in ``cond`` starts; None if the last is False."""
+    if len(cond) == 0 or not cond[-1]:
+        return None
+    false = np.nonzero(~cond)[0]
+    return int(false[-1] + 1) if len(false) else 0
+
+
+def trailing_median(v: np.ndarray, k: int) -> np.ndarray:
+    """out[i] = median(v[max(0, i - k + 1) : i + 1])."""
+    return np.array([np.median(v[max(0, i - k + 1) : i + 1]) for i in range(len(v))])
+
+
+def ends(v: np.ndarray) -> tuple[float, float]:
+    """Medians of the first and last quarter of ``v`` (at least one value each)."""
+    q = max(1, len(v) // 4)
+    return float(np.median(v[:q])), float(np.median(v[-q:]))
+
+
+def rel_drop(first: float, last: float) -> float | None:
+    """1 - last / first (None when first is 0)."""
+    return None if first == 0 else 1.0 - last / first
+
+
+def _r(v: Any, digits: int = 4) -> Any:
+    if isinstance(v, float | np.floating) and math.isfinite(v) and v != 0:
+        return float(f"{float(v):.{digits}g}")
+    return v
+
+
+def _ev(**kw: Any) -> dict[str, Any]:
+    return {k: _r(v) for k, v in kw.items()}
+
+
+def _at(axis: str, x: float) -> str:
+    return f"{axis} {x:g}"
+
+
+# --------------------------------------------------------------------------- remedies
+
+
+def signal_remedies(ref: Reference) -> list[Remedy]:
+    """Remedies that move the learning signal to the targets, ranked by the F1 each reached
+    on the dim synthetic P2 set (``diagnose.MEASURED_F1``); those the run already uses
+    (``ref.loss``) are left out; then a coarser level (from ``--data``) and advice."""
+    from convdiag.analyses.run import pos_weight_for
+    from convdiag.diagnosis.rules import MEASURED_F1, MEASURED_WHY, UNMEASURED_PRIOR
+    from convdiag.load.recipe import REMEDY_DEFAULTS
+
+    cands: list[Remedy] = []
+    if ref.loss != "focal":
+        cands.append(Remedy("focal-loss", {"alpha": 2.0, "beta": 4.0}))
+    cands.append(Remedy("soft-labels", dict(ref.soft)))
+    cands.append(Remedy("sigma-schedule", {"schedule": "dynamic"}))
+    if ref.loss == "bce":
+        w = pos_weight_for(ref.neg_per_pos) if ref.neg_per_pos else 100.0
+        cands.append(Remedy("pos-weight", {"w": w}))
+    cands.append(Remedy("loss-ramp", dict(REMEDY_DEFAULTS["loss-ramp"])))
+    cands.append(Remedy("oversample", {"p": 0.5}))
+    if ref.loss == "bce":
+        cands.append(Remedy("ohem", {"ratio": 3.0}))
+    for r in cands:
+        r.why = MEASURED_WHY.get(r.id, "not measured here; ranked below the measured remedies")
+        if r.id == "pos-weight" and ref.neg_per_pos:
+            r.why += f"; w = sqrt({ref.neg_per_pos:,.0f} negatives per positive)"
+    cands.sort(key=lambda r: -MEASURED_F1.get(r.id, UNMEASURED_PRIOR))
+    if ref.coarser_level:
+        cands.append(
+            Remedy(
+                "level-change",
+                {"level": ref.coarser_level},
+                f"{ref.coarser_level} has <= 1,000 negatives per positive (reference detector)",
+            )
+        )
+    cands.append(
+        Remedy(
+            "spatial-attention",
+            {},
+            "helps a dim target stand out from clutter (seed)",
+            applied=False,
+        )
+    )
+    return cands
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def non_finite(m: MappedLog, axis: str) -> list[Finding]:
+    """One non-finite-outputs finding listing every series with NaN or Inf."""
+    from convdiag.load.recipe import REMEDY_DEFAULTS
+
+    parts, first, total = [], math.inf, 0
+    for key, s in m.series.items():
+        bad = ~s.finite
+        if bad.any():
+            x0 = float(s.x[bad][0])
+            first = min(first, x0)
+            total += int(bad.sum())
+            parts.append(f"{key} ({int(bad.sum())} from {_at(axis, x0)})")
+    if not parts:
+        return []
+    return [
+        Finding(
+            "non-finite-outputs",
+            None,
+            _ev(started_at=first, axis=axis, nonfinite_values=total, series="; ".join(parts)),
+            f"NaN or infinite values from {_at(axis, first)}: {'; '.join(parts)}. Training "
+            "diverged there; every later number is unreliable. Lower the learning rate, cap "
+            "the loss weight and check the input scaling.",
+            [
+                Remedy(
+                    "loss-ramp",
+                    dict(REMEDY_DEFAULTS["loss-ramp"]),
+                    "a capped cls-loss weight ramp avoids the early blow-up of large weights",
+                )
+            ],
+        )
+    ]
+
+
+def plateaus(m: MappedLog, axis: str, th: LogThresholds) -> list[Finding]:
+    """loss-plateau findings: the longest run of values equal to ``plateau_decimals``."""
+    out: list[Finding] = []
+    for key in ("loss", "cls_loss", "reg_loss"):
+        s = m.series.get(key)
+        if s is None:
+            continue
+        x, v = finite(s)
+        if len(v) < th.plateau_points:
+            continue
+        r = np.round(v, th.plateau_decimals)
+        change = np.nonzero(r[1:] != r[:-1])[0] + 1
+        starts = np.concatenate([[0], change])
+        stops = np.concatenate([change, [len(r)]])
+        k = int(np.argmax(stops - starts))
+        n = int(stops[k] - starts[k])
+        if n < th.plateau_points:
+            continue
+        a, b = int(starts[k]), int(stops[k]) - 1
+        value = float(r[a])
+        zero = value == 0.0
+        rem: list[Remedy] = []
+        if zero:
+            why = (
+                f"{key} is exactly 0: no positive reaches it (no target cell in the batches: "
+                "check the labels, the crops and the stride)"
+            )
+            rem = [
+                Remedy("oversample", {"p": 0.5}, "more crops that hold a target"),
+                Remedy("copy-paste", {"n": 2}, "targets pasted into every crop"),
+            ]
+        else:
+            why = (
+                f"{key} stays at {value:.6f}: nothing is learned there (a saturated head, a "
+                "learning rate too high or too low, frozen parameters)"
+            )
+        out.append(
+            Finding(
+                "loss-plateau",
+                None,
+                _ev(
+                    series=key,
+                    column=m.columns.get(key),
+                    value=value,
+                    values_equal=n,
+                    plateau_points=th.plateau_points,
+                    decimals=th.plateau_decimals,
+                    started_at=float(x[a]),
+                    until=float(x[b]),
+                    axis=axis,
+                ),
+                f"From {_at(axis, float(x[a]))} to {_at(axis, float(x[b]))}, {n} logged values "
+                f"of {why}.",
+                rem,
+                severity="warning",
+            )
+        )
+    return out
+
+
+def _stretch(x: np.ndarray, cond: np.ndarray, th: LogThresholds) -> int | None:
+    i0 = stays_from(cond)
+    if i0 is None or len(cond) - i0 < th.min_points:
+        return None
+    return i0
+
+
+def _loss_fall(m: MappedLog, x0: float) -> dict[str, Any]:
+    """How the loss (else the cls loss) changed from ``x0`` to the end."""
+    key = "loss" if "loss" in m.series else ("cls_loss" if "cls_loss" in m.series else None)
+    if key is None:
+        return {"loss_series": None}
+    x, v = finite(m.series[key])
+    sel = v[x >= x0]
+    if len(sel) < 4:
+        sel = v
+    if len(sel) < 2:
+        return {"loss_series": key}
+    a, b = ends(sel)
+    return {"loss_series": key, "loss_first": a, "loss_last": b, "loss_drop": rel_drop(a, b)}
+
+
+def _at_constant(
+    s: Series | None, c: float | None, margin: float, th: LogThresholds
+) -> tuple[int | None, np.ndarray, np.ndarray]:
+    """Start index of the final stretch where the smoothed s / c is within margin of 1."""
+    if s is None or c is None or c <= 0:
+        return None, np.zeros(0), np.zeros(0)
+    x, v = finite(s)
+    if len(v) == 0:
+        return None, x, v
+    raw = np.abs(v / c - 1.0) <= margin
+    i0 = _stretch(x, np.abs(trailing_median(v / c, th.smooth) - 1.0) <= margin, th)
+    while i0 is not None and i0 > 0 and raw[i0 - 1]:
+        i0 -= 1  # the smoothing lags: start where the raw values entered the margin
+    return i0, x, v
+
+
+def collapse(m: MappedLog, ref: Reference, axis: str, th: LogThresholds) -> list[Finding]:
+    """background-collapse (see the module docstring)."""
+    metric = next((k for k in ("f1", "recall", "map") if k in m.series), None)
+    stuck_at: float | None = None
+    ev: dict[str, Any] = {}
+    if metric is not None:
+        x, v = finite(m.series[metric])
+        i0 = _stretch(x, v < th.f1_min, th)
+        if i0 is None:
+            return []
+        if metric == "f1" and "recall" in m.series:
+            xr, vr = finite(m.series["recall"])
+            tail = vr[xr >= x[i0]]
+            if len(tail) and ends(tail)[1] >= th.f1_min:
+                return []  # targets are found, precision fails: fp-flood's case
+        stuck_at = float(x[i0])
+        ev.update(
+            metric=metric,
+            metric_column=m.columns.get(metric),
+            metric_max=float(v[i0:].max()),
+            metric_last=float(v[-1]),
+            f1_min=th.f1_min,
+            evaluations=len(v) - i0,
+        )
+    j0, xc, vc = _at_constant(m.series.get("cls_loss"), ref.constant_loss, th.margin, th)
+    const_at = float(xc[j0]) if j0 is not None else None
+    if stuck_at is None and const_at is None:
+        return []
+    starts = [s for s in (stuck_at, const_at) if s is not None]
+    started = min(starts)
+    fall = _loss_fall(m, stuck_at if stuck_at is not None else started)
+    ev.update({k: v for k, v in fall.items()})
+    if ref.constant_loss is not None and len(vc):
+        ratio_last = ends(vc)[1] / ref.constant_loss
+        ev.update(
+            cls_loss_last=ends(vc)[1],
+            constant_loss=ref.constant_loss,
+            loss_ratio=ratio_last,
+            margin=th.margin,
+            cls_at_constant_from=const_at,
+            prior=ref.prior,
+        )
+    ev.update(started_at=started, axis=axis)
+    parts = []
+    if stuck_at is not None:
+        parts.append(
+            f"{m.columns.get(metric or '', metric)} stayed below {th.f1_min:g} from "
+            f"{_at(axis, stuck_at)} to the end ({ev['evaluations']} evaluations, last "
+            f"{ev['metric_last']:.3g})"
+        )
+        drop = fall.get("loss_drop")
+        if drop is not None and drop >= th.loss_fall_min:
+            parts[-1] += (
+                f" while the {fall['loss_series']} fell {drop:.0%} "
+                f"({fall['loss_first']:.4g} -> {fall['loss_last']:.4g})"
+            )
+        elif drop is not None:
+            parts[-1] += f" and the {fall['loss_series']} did not fall (change {-drop:+.0%})"
+    else:
+        parts.append("no detection metric is logged")
+    if const_at is not None:
+        parts.append(
+            f"the cls loss sits at {ev['loss_ratio']:.2f}x the constant predictor's "
+            f"{ref.constant_loss:.4g} from {_at(axis, const_at)} ("
+            + (f"prior {ref.prior:.3g}, " if ref.prior is not None else "")
+            + f"{ref.constant_source})"
+        )
+    npp = f"{ref.neg_per_pos:,.0f}" if ref.neg_per_pos else "thousands of"
+    where = f" at {ref.level}" if ref.level else ""
+    text = (
+        f"Background collapse{where} from {_at(axis, started)}: "
+        + "; ".join(parts)
+        + f". The model learns the background, not the targets: with {npp} negatives per "
+        "positive the loss is minimised by predicting background everywhere."
+    )
+    return [Finding("background-collapse", ref.level, _ev(**ev), text, signal_remedies(ref))]
+
+
+def fp_flood(m: MappedLog, axis: str, th: LogThresholds) -> list[Finding]:
+    """fp-flood (see the module docstring)."""
+    if "fp" in m.series:
+        x, v = finite(m.series["fp"])
+        i0 = _stretch(x, v > th.fp_per_image_max, th)
+        if i0 is None:
+            return []
+        a, b = ends(v[i0:])
+        drop = rel_drop(a, b) or 0.0
+        if drop >= th.fp_fall_min:
+            return []
+        ev = _ev(
+            fp_first=a,
+            fp_last=b,
+            fp_drop=drop,
+            fp_per_image_max=th.fp_per_image_max,
+            fp_fall_min=th.fp_fall_min,
+            evaluations=len(v) - i0,
+            started_at=float(x[i0]),
+            axis=axis,
+        )
+        what = (
+            f"{b:.1f} false positives per image at the end (above {th.fp_per_image_max:g} "
+            f"from {_at(axis, float(x[i0]))}), {a:.1f} at the start of that stretch: "
+            f"they fell {drop:.0%}, less than {th.fp_fall_min:.0%}"
+        )
+    elif "precision" in m.series and "recall" in m.series:
+        x, v = finite(m.series["precision"])
+        i0 = _stretch(x, v < th.precision_max_flood, th)
+        if i0 is None:
+            return []
+        a, b = ends(v[i0:])
+        xr, vr = finite(m.series["recall"])
+        tail = vr[xr >= x[i0]]
+        if len(tail) == 0 or ends(tail)[1] < th.f1_min or b - a >= th.precision_rise_min:
+            return []
+        rec = ends(tail)[1]
+        ev = _ev(
+            precision_first=a,
+            precision_last=b,
+            recall_last=rec,
+            precision_max_flood=th.precision_max_flood,
+            evaluations=len(v) - i0,
+            started_at=float(x[i0]),
+            axis=axis,
+        )
+        what = (
+            f"precision stayed under {th.precision_max_flood:g} from "
+            f"{_at(axis, float(x[i0]))} ({a:.2f} -> {b:.2f}) while recall is {rec:.2f}: "
+            "the targets are found among many false positives"
+        )
+    else:
+        return []
+    rem = [
+        Remedy("focal-loss", {"alpha": 2.0, "beta": 4.0}, "down-weights the easy background"),
+        Remedy("ohem", {"ratio": 3.0}, "keeps the hardest negatives, the clutter that fires"),
+        Remedy("soft-labels", {"kernel": 3, "sigma": 1.0, "trunc": 0.1}, "fewer near-miss peaks"),
+        Remedy("spatial-attention", {}, "separates dim targets from clutter (seed)", False),
+    ]
+    return [
+        Finding(
+            "fp-flood",
+            None,
+            ev,
+            f"False positives are not falling: {what}. The detector is unusable at its "
+            "threshold until the negatives that fire are suppressed.",
+            rem,
+        )
+    ]
+
+
+def regression(m: MappedLog, ref: Reference, axis: str, th: LogThresholds) -> list[Finding]:
+    """regression-collapse (see the module docstring)."""
+    s = m.series.get("reg_loss")
+    i0, x, v = _at_constant(s, ref.reg_constant, th.reg_margin, th)
+    if i0 is None:
+        return []
+    a, b = ends(v[i0:])
+    change = abs(rel_drop(a, b) or 0.0)
+    if change >= th.reg_flat_max:
+        return []
+    severity = "warning" if ref.offsets_needed is False else ""
+    where = f"at {ref.level} " if ref.level else ""
+    rem: list[Remedy] = []
+    if ref.level and ref.level != "P2":
+        rem.append(Remedy("fused-head", {}, "P4 finds, P2 places: coarse-to-fine (seed)"))
+    if ref.finer_level:
+        rem.append(
+            Remedy(
+                "level-change",
+                {"level": ref.finer_level},
+                f"{ref.finer_level} keeps the label quantisation under the match radius",
+            )
+        )
+    rem += [
+        Remedy("position-sensitive-offset", {}, "a head that sees where the target sits", False),
+        Remedy("deformable-conv", {}, "samples the target's own pixels in a large cell", False),
+        Remedy("coarse-to-fine", {}, "find on P4, refine on P2 in a local window (seed)", False),
+    ]
+    cost = (
+        " At this level the cell centre is already within the match radius, so this costs little."
+        if ref.offsets_needed is False
+        else " The regression loss looks small while localisation is useless."
+    )
+    return [
+        Finding(
+            "regression-collapse",
+            ref.level,
+            _ev(
+                reg_loss_last=b,
+                reg_loss_first=a,
+                mean_predictor_loss=ref.reg_constant,
+                ratio=b / ref.reg_constant,
+                reg_margin=th.reg_margin,
+                change=change,
+                reg_flat_max=th.reg_flat_max,
+                started_at=float(x[i0]),
+                axis=axis,
+            ),
+            f"The offset loss {where}is flat at {b:.4g}, {b / ref.reg_constant:.2f}x the "
+            f"{ref.reg_constant:.4g} of a head that predicts one constant offset "
+            f"({ref.reg_constant_source}), from {_at(axis, float(x[i0]))} (change "
+            f"{change:.1%}): the offset head ignores where the target sits in its cell." + cost,
+            rem,
+            severity=severity,
+        )
+    ]
+
+
+def find_symptoms(m: MappedLog, ref: Reference, th: LogThresholds | None = None) -> list[Finding]:
+    """Every symptom of a mapped log, sorted by severity, then rule order; with none at
+    warning or above, one ``healthy`` finding."""
+    from convdiag.diagnosis.rules import sort_findings
+
+    t = th or LogThresholds()
+    axis = m.raw.x_name
+    found = non_finite(m, axis)
+    flood = fp_flood(m, axis, t)
+    # as in analyze: many false positives and no hit is a flood, not a quiet background
+    found += flood or collapse(m, ref, axis, t)
+    found += regression(m, ref, axis, t)
+    found += plateaus(m, axis, t)
+    if not any(f.severity in ("warning", "error") for f in found):
+        last = {k: float(finite(s)[1][-1]) for k, s in m.series.items() if len(finite(s)[1])}
+        found.append(
+            Finding(
+                "healthy",
+                ref.level,
+                _ev(**{k: last[k] for k in ("f1", "recall", "fp", "cls_loss") if k in last}),
+                "No symptom in the log: no rule crossed its threshold over time. A log shows "
+                "only what was logged; `convdiag analyze` measures the model itself.",
+            )
+        )
+    return sort_findings(found)
