@@ -68,7 +68,6 @@ def test_unexpected_argument_hints_model_arg(user_dir: Path) -> None:
 
 
 def test_reference_detector_factory() -> None:
-    pytest.importorskip("convdiag.models.detector")
     model = build_model("convdiag.models:reference", {"head": "P4", "width": "4"})
     out = model(torch.zeros(1, 1, 32, 32))
     assert set(out) == {"P4"} and out["P4"]["cls"].shape == (1, 1, 2, 2)

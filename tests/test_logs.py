@@ -315,7 +315,7 @@ def test_real_summarywriter_file_without_tensorboard() -> None:
 
 
 def test_tensorboard_file_written_now_matches_tensorboards_reader(tmp_path: Path) -> None:
-    pytest.importorskip("tensorboard")
+    import tensorboard  # noqa: F401  (installed by the dev extras: never skipped)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
 
