@@ -33,7 +33,6 @@ from convdiag.load.batching import make_batch
 from convdiag.load.outputs import normalize_outputs
 from convdiag.load.recipe import Recipe
 from convdiag.load.runner import ModelRunner
-from convdiag.remedies.apply import apply_remedy
 from convdiag.targets.labels import render_heatmap
 
 
@@ -219,9 +218,17 @@ def test_score_analysis_against_numpy() -> None:
     for b, (size, pts) in enumerate(zip(batch.sizes, batch.points, strict=True)):
         ys = render_heatmap(pts, size, "P2", nb[0], nb[1], nb[2])
         near_z += list(z[b, : ys.shape[0], : ys.shape[1]][(ys > 0) & (ys < 1)])
-    bg = np.array(sorted(set(bz) - set(near_z)))
-    assert res["auc"] is not None
-    assert 0.0 <= res["auc"] <= 1.0
+    bg_list = []
+    for b, (size, pts) in enumerate(zip(batch.sizes, batch.points, strict=True)):
+        y = render_heatmap(pts, size, "P2")
+        ys = render_heatmap(pts, size, "P2", nb[0], nb[1], nb[2])
+        zb = z[b, : y.shape[0], : y.shape[1]]
+        bg_list += list(zb[(y == 0) & ~((ys > 0) & (ys < 1))])
+    bg, t = np.array(bg_list), np.array(tz)
+    # Brute-force AUC over the same cells: P(target logit > background logit), ties half.
+    brute = (t[:, None] > bg[None, :]).mean() + 0.5 * (t[:, None] == bg[None, :]).mean()
+    close = (np.abs(t[:, None] - bg[None, :]) < 0.02).mean()  # pairs a 0.02-logit bin can swap
+    assert res["auc"] == pytest.approx(brute, abs=close / 2 + 1e-9)
     assert sum(res["hist"]["neighbourhood"]) == len(near_z)
     assert sum(res["hist"]["background"]) + len(near_z) == len(bz)
     assert len(bg) > 0
@@ -419,10 +426,17 @@ def test_candidates_and_pos_weight() -> None:
     assert [c.name for c in cands] == ["current", "soft-labels", "focal-loss", "pos-weight"]
     assert cands[3].params == {"w": pos_weight_for(4000.0)} == {"w": 63.0}
     assert cands[1].params == {"kernel": 3, "sigma": 0.8, "trunc": 0.1}
-    assert (
-        cands[1].recipe.to_dict()
-        == apply_remedy(Recipe(), "soft-labels", cands[1].params).to_dict()
+    soft = cands[1].recipe  # what the candidate trains with: the hard recipe made soft 3x3/0.8
+    assert (soft.labels, soft.kernel, soft.sigma, soft.trunc) == ("soft", 3, 0.8, 0.1)
+    assert (soft.loss, soft.head, soft.bias_init) == (Recipe().loss, "P2", Recipe().bias_init)
+    focal = cands[2].recipe
+    assert (focal.loss, focal.focal_alpha, focal.focal_beta, focal.labels) == (
+        "focal",
+        2,
+        4,
+        "hard",
     )
+    assert cands[3].recipe.pos_weight == 63.0 and cands[3].recipe.loss == "bce"
     soft_focal = Recipe(labels="soft", loss="focal")
     assert [c.name for c in build_candidates(soft_focal, "P2", {}, None)] == ["current"]
     assert isinstance(cands[0], Candidate)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -202,14 +201,6 @@ def test_config_validation(field: str, value: object, flag: str) -> None:
 @pytest.mark.parametrize(("n", "expected"), [(1, [1, 0, 0]), (3, [1, 1, 1]), (20, [14, 3, 3])])
 def test_split_counts(n: int, expected: list[int]) -> None:
     assert synth._split_counts(n, (0.7, 0.15, 0.15)) == expected
-
-
-@pytest.mark.slow
-def test_speed_200_images(tmp_path: Path) -> None:
-    start = time.process_time()
-    summary = synthesize(tmp_path, SynthConfig(n=200))
-    assert summary["images"] == 200
-    assert time.process_time() - start < 30
 
 
 # ----------------------------------------------------------------------------- CLI
