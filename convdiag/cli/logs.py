@@ -7,17 +7,20 @@ from typing import Any
 import click
 
 from convdiag.cli.options import DatasetOptions, RunOptions, dataset_options, run_options
+from convdiag.watch.discover import FORMATS
 
 
 @click.command("logs")
 @click.argument("path", type=click.Path())
 @click.option(
     "--log-format",
-    type=click.Choice(["auto", "lightning", "tensorboard", "jsonl", "ultralytics", "csv"]),
+    type=click.Choice(list(FORMATS)),
     default="auto",
     show_default=True,
     help="Log format; auto goes by the file name (metrics.csv, results.csv, "
-    "events.out.tfevents.*, *.json/*.jsonl/*.log.json, history.csv, other *.csv).",
+    "events.out.tfevents.*, *.json/*.jsonl/*.log.json, history.csv, other *.csv) and, for "
+    "text logs (mmdetection/mmengine, BasicIRSTD/DNANet, CenterNet log.txt, YOLO console "
+    "output), by the content.",
 )
 @click.option(
     "--map",

@@ -9,7 +9,7 @@ from pathlib import Path
 from convdiag.errors import InputError
 from convdiag.watch.table import RawLog
 
-FORMATS = ("auto", "lightning", "tensorboard", "jsonl", "ultralytics", "csv")
+FORMATS = ("auto", "lightning", "tensorboard", "jsonl", "ultralytics", "csv", "text")
 # format -> file-name patterns, in the order a folder search prefers them
 PATTERNS: dict[str, tuple[str, ...]] = {
     "lightning": ("metrics.csv",),
@@ -17,6 +17,7 @@ PATTERNS: dict[str, tuple[str, ...]] = {
     "tensorboard": ("events.out.tfevents.*",),
     "jsonl": ("scalars.json", "*.log.json", "*.jsonl", "*.json"),
     "csv": ("history.csv", "*.csv"),
+    "text": ("*.log", "log.txt", "*.txt", "*.out"),
 }
 MAX_DEPTH = 6
 SKIP_DIRS = {"checkpoints", "weights", "__pycache__", "node_modules"}
@@ -59,8 +60,9 @@ def find_log(path: str | Path, log_format: str = "auto") -> tuple[str, list[Path
     """(format, files, notes) of the log at ``path`` (a file, or a folder searched).
 
     In a folder: metrics.csv, then results.csv, then TensorBoard event files (all of them,
-    merged), then JSON lines, then convdiag's history.csv; among several files of one kind
-    the newest is read (noted).
+    merged), then JSON lines, then convdiag's history.csv, then text logs whose content is
+    in a known style; among several files of one kind the newest is read (noted). A file is
+    read as a text log when its content is in a known style, whatever its name.
     """
     if log_format not in FORMATS:
         raise InputError(f"--log-format {log_format!r}: use {', '.join(FORMATS)}")
@@ -69,6 +71,11 @@ def find_log(path: str | Path, log_format: str = "auto") -> tuple[str, list[Path
         raise InputError(f"{p}: no such file or directory")
     if p.is_file():
         fmt = format_of(p) if log_format == "auto" else log_format
+        if log_format == "auto" and fmt in (None, "text", "csv", "jsonl"):
+            from convdiag.watch.text_logs import sniff_text_log
+
+            if sniff_text_log(p) is not None:  # the content says text log, whatever the name
+                fmt = "text"
         if fmt is None:
             raise InputError(
                 f"{p}: unknown log format (file name); pass --log-format {'|'.join(FORMATS[1:])}"
@@ -83,6 +90,10 @@ def find_log(path: str | Path, log_format: str = "auto") -> tuple[str, list[Path
         hits = [f for f in files if any(fnmatch.fnmatch(f.name, pat) for pat in pats)]
         if fmt == "jsonl":
             hits = [f for f in hits if _json_ok(f)]
+        if fmt == "text":
+            from convdiag.watch.text_logs import sniff_text_log
+
+            hits = [f for f in hits if sniff_text_log(f) is not None]
         if not hits:
             continue
         if fmt == "tensorboard":
@@ -106,6 +117,7 @@ def read_log(path: str | Path, log_format: str = "auto", x_column: str | None = 
     from convdiag.watch.csv_logs import read_csv_log
     from convdiag.watch.jsonl import read_jsonl_log
     from convdiag.watch.tensorboard import read_tensorboard
+    from convdiag.watch.text_logs import read_text_log
 
     fmt, files, notes = find_log(path, log_format)
     root = Path(path)
@@ -113,6 +125,8 @@ def read_log(path: str | Path, log_format: str = "auto", x_column: str | None = 
         raw = read_tensorboard(files, root if root.is_dir() else None)
     elif fmt == "jsonl":
         raw = read_jsonl_log(files[0], x_column)
+    elif fmt == "text":
+        raw = read_text_log(files[0])
     else:
         raw = read_csv_log(files[0], fmt, x_column)
     raw.notes = notes + raw.notes
