@@ -93,3 +93,24 @@ def test_a_text_file_in_no_known_style_is_one_line(tmp_path: Path) -> None:
     p.write_text("hello\nworld\n")
     res = run_cli(["logs", p])
     assert res.code == 2 and "none of the styles" in res.stderr
+
+
+def test_percentages_are_read_as_fractions_and_fa_is_named(tmp_path: Path) -> None:
+    from convdiag.watch.mapping import map_columns
+
+    p = tmp_path / "metrics.csv"
+    p.write_text(
+        "epoch,step,val/precision,val/recall,mIoU,FA\n0,10,12.5,40,55,3\n1,20,85,90,70,2\n"
+    )
+    m = map_columns(read_log(p))
+    assert m.series["precision"].values.tolist() == [0.125, 0.85]
+    assert m.series["recall"].values.tolist() == [0.4, 0.9]
+    assert m.series["iou"].values.tolist() == [0.55, 0.7]
+    assert any("read as percentages" in n for n in m.raw.notes)
+    assert any("false-alarm pixels per image" in n for n in m.raw.notes)  # values >= 1
+    fractions = tmp_path / "f" / "metrics.csv"
+    fractions.parent.mkdir()
+    fractions.write_text("epoch,step,val/precision,val/recall\n0,10,0.5,1.0\n")
+    m = map_columns(read_log(fractions))
+    assert m.series["recall"].values.tolist() == [1.0]  # exactly 1 is a fraction, not 1%
+    assert not any("percentages" in n for n in m.raw.notes)

@@ -18,7 +18,7 @@ from convdiag.watch.table import RawLog, Series
 AUTO_NAMES: dict[str, tuple[str, ...]] = {
     "epoch": ("epoch", "epochs"),
     "loss": ("train/loss", "train_loss", "loss", "train/total_loss", "total_loss",
-             "train/loss_total", "loss_total", "training_loss"),
+             "train/loss_total", "loss_total", "training_loss", "losses/train_loss"),
     "cls_loss": ("train/hm_loss", "hm_loss", "train_hm_loss", "train/cls_loss", "train_cls_loss",
                  "cls_loss", "train/loss_cls", "loss_cls", "train/loss_hm", "loss_hm",
                  "train/heatmap_loss", "heatmap_loss", "loss_heatmap", "train/focal_loss",
@@ -40,9 +40,18 @@ AUTO_NAMES: dict[str, tuple[str, ...]] = {
     "lr": ("lr", "train/lr", "lr/pg0", "x/lr0", "lr-adamw", "lr-adam", "lr-sgd", "learning_rate",
            "base_lr"),
     "constant_loss": ("constant_loss", "val/constant_loss"),
+    # infrared small-target segmentation metrics (ACM, DNANet, BasicIRSTD)
+    "iou": ("eval/miou", "val/miou", "miou", "eval/iou", "val/iou", "iou", "test/miou"),
+    "niou": ("eval/niou", "val/niou", "niou", "test/niou"),
+    "fa": ("eval/fa", "val/fa", "fa", "test/fa"),
 }  # fmt: skip
+# Keys whose values are fractions in [0, 1]; a log whose values of one reach past 1 (up to
+# 100) reports percentages, which are scaled to fractions with a note.
+FRACTION_KEYS = ("f1", "precision", "recall", "map", "iou", "niou")
 KEYS = ("step", *AUTO_NAMES)
-SIGNAL_KEYS = ("loss", "cls_loss", "reg_loss", "f1", "precision", "recall", "fp", "map")
+SIGNAL_KEYS = (
+    "loss", "cls_loss", "reg_loss", "f1", "precision", "recall", "fp", "map", "iou", "niou",
+)  # fmt: skip
 LIGHTNING_SUFFIXES = ("", "_step", "_epoch")
 
 
@@ -133,6 +142,7 @@ def map_columns(raw: RawLog, user: dict[str, str] | None = None) -> MappedLog:
                 m.series[key], m.columns[key] = raw.columns[hit], hit
                 used.add(hit)
                 break
+    _fractions(m)
     if "f1" not in m.series and "precision" in m.series and "recall" in m.series:
         f1 = derived_f1(m.series["precision"], m.series["recall"])
         if f1 is not None:
@@ -145,6 +155,23 @@ def map_columns(raw: RawLog, user: dict[str, str] | None = None) -> MappedLog:
             f"(found: {cols}); name them with --map KEY=COLUMN (keys: {', '.join(KEYS)})"
         )
     return m
+
+
+def _fractions(m: MappedLog) -> None:
+    """Scale percentage-valued fraction keys to [0, 1]; say what a false-alarm value counts."""
+    for key in FRACTION_KEYS:
+        s = m.series.get(key)
+        if s is None or not s.finite.any():
+            continue
+        top = float(np.max(s.values[s.finite]))
+        if 1.0 < top <= 100.0:
+            m.series[key] = Series(s.name, s.x, s.values / 100.0)
+            m.raw.notes.append(f"{m.columns[key]}: values up to {top:g} read as percentages")
+    fa = m.series.get("fa")
+    if fa is not None and fa.finite.any():
+        top = float(np.max(fa.values[fa.finite]))
+        what = "false-alarm pixel rate" if top < 1.0 else "false-alarm pixels per image"
+        m.raw.notes.append(f"{m.columns['fa']}: read as the {what} (values up to {top:g})")
 
 
 def derived_f1(p: Series, r: Series) -> Series | None:
