@@ -112,8 +112,13 @@ def find_log(path: str | Path, log_format: str = "auto") -> tuple[str, list[Path
     raise InputError(f"{p}: no training log found (looked for {looked})")
 
 
-def read_log(path: str | Path, log_format: str = "auto", x_column: str | None = None) -> RawLog:
-    """Find and read the log at ``path``. x_column: ``--map step=COLUMN`` (CSV and JSON)."""
+def read_log(
+    path: str | Path, log_format: str = "auto", x_column: str | None = None, run: int | None = None
+) -> RawLog:
+    """Find and read the log at ``path``. x_column: ``--map step=COLUMN`` (CSV and JSON).
+
+    run: which run of a JSON-lines file holding several (1-based; default the last).
+    """
     from convdiag.watch.csv_logs import read_csv_log
     from convdiag.watch.jsonl import read_jsonl_log
     from convdiag.watch.tensorboard import read_tensorboard
@@ -124,7 +129,7 @@ def read_log(path: str | Path, log_format: str = "auto", x_column: str | None = 
     if fmt == "tensorboard":
         raw = read_tensorboard(files, root if root.is_dir() else None)
     elif fmt == "jsonl":
-        raw = read_jsonl_log(files[0], x_column)
+        raw = read_jsonl_log(files[0], x_column, run)
     elif fmt == "text":
         raw = read_text_log(files[0])
     else:

@@ -80,12 +80,44 @@ def _x_key(lines: list[dict[str, Any]], x_key: str | None, p: Path) -> str | Non
     return None
 
 
-def read_jsonl_log(path: str | Path, x_key: str | None = None) -> RawLog:
+def split_runs(rows: list[tuple[float, dict[str, Any], bool]]) -> list[list[Any]]:
+    """Rows of one file cut where a run restarts: a training row whose step is below the
+    previous training row's (several runs appended to one ``scalars.json``)."""
+    runs: list[list[Any]] = [[]]
+    last = -math.inf
+    for row in rows:
+        xv, _d, tr = row
+        if tr and xv < last and runs[-1]:
+            runs.append([])
+        if tr:
+            last = xv
+        runs[-1].append(row)
+    return runs
+
+
+def _pick_run(
+    rows: list[tuple[float, dict[str, Any], bool]], run: int | None, p: Path, notes: list[str]
+) -> tuple[list[tuple[float, dict[str, Any], bool]], int, int]:
+    runs = split_runs(rows)
+    k = len(runs) if run is None else run
+    if not 1 <= k <= len(runs):
+        raise InputError(f"--run {run}: {p} holds {len(runs)} run(s)")
+    if len(runs) > 1:
+        notes.append(
+            f"{len(runs)} runs in this file (steps restart); read run {k} "
+            f"({'the last' if run is None else 'as asked'}; --run K picks another)"
+        )
+    return runs[k - 1], len(runs), k
+
+
+def read_jsonl_log(path: str | Path, x_key: str | None = None, run: int | None = None) -> RawLog:
     """Every numeric key of a JSON-lines log as a ``Series`` over the global step.
 
     x_key: the key counting steps (``--map step=KEY``); default step, global_step, iter,
     iteration (mmdet 2.x: derived from epoch and iter, see the module docstring), else
-    epoch, else the line number.
+    epoch, else the line number. A file whose training steps restart holds several runs
+    (``split_runs``): ``run`` (1-based) picks one, default the last; out of range ->
+    InputError naming ``--run``.
     """
     p = Path(path)
     lines, notes = _load_lines(p)
@@ -107,6 +139,7 @@ def read_jsonl_log(path: str | Path, x_key: str | None = None) -> RawLog:
         rows.append((xv, d, is_train))
     if skipped:
         notes.append(f"{skipped} lines without {xk!r} skipped")
+    rows, n_runs, k = _pick_run(rows, run, p, notes)
     # mmengine logs validation metrics by epoch: move them to the epoch's last train step
     epoch_end: dict[float, float] = {}
     for xv, d, tr in rows:
@@ -117,7 +150,8 @@ def read_jsonl_log(path: str | Path, x_key: str | None = None) -> RawLog:
     if epoch_end and val_x and all(float(v).is_integer() and v in epoch_end for v in val_x):
         rows = [(xv if tr else epoch_end[xv], d, tr) for xv, d, tr in rows]
         notes.append("validation steps counted epochs: placed at each epoch's last train step")
-    return RawLog("jsonl", str(p), [str(p)], _series(rows, {xk} if xk else set()), x_name, notes)
+    series = _series(rows, {xk} if xk else set())
+    return RawLog("jsonl", str(p), [str(p)], series, x_name, notes, runs=n_runs, run=k)
 
 
 def _series(rows: list[tuple[float, dict[str, Any], bool]], skip: set[str]) -> dict[str, Series]:

@@ -49,6 +49,8 @@ class RawLog:
 
     x_name: "step" or "epoch" (what the x values count; "row" when the log has neither).
     notes: what the reader had to decide (skipped lines, remapped steps), for the report.
+    runs/run: a file to which several runs were appended (its steps restart) holds ``runs``
+    runs; the columns are those of run ``run`` (the last unless asked otherwise).
     """
 
     format: str
@@ -57,3 +59,5 @@ class RawLog:
     columns: dict[str, Series]
     x_name: str = "step"
     notes: list[str] = field(default_factory=list)
+    runs: int = 1  # runs found in the file(s) (steps restarting); one of them is read
+    run: int = 1  # which of them (1-based) the columns hold
