@@ -30,7 +30,7 @@ def test_restarting_steps_are_separate_runs(tmp_path: Path) -> None:
     assert any("3 runs in this file" in n for n in raw.notes)
     first = read_log(p, run=2)
     assert first.run == 2 and first.columns["loss"].values.tolist() == [5.0, 4.0, 3.5]
-    with pytest.raises(InputError, match="--run 4: .* holds 3 run"):
+    with pytest.raises(InputError, match=r"--run 4: .* holds 3 run"):
         read_log(p, run=4)
 
 
