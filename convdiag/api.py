@@ -81,7 +81,8 @@ def train(
     from convdiag.load.options import ModelOptions
     from convdiag.load.recipe import Recipe
     from convdiag.report.console import progress
-    from convdiag.training.workflow import label_prior, new_model_spec, resolve_device, run_training
+    from convdiag.training.distributed import resolve_device
+    from convdiag.training.workflow import label_prior, new_model_spec, run_training
 
     rec = recipe if recipe is not None else Recipe()
     dev: torch.device = resolve_device(device)
@@ -138,7 +139,8 @@ def retrain(
     from convdiag.load.datasets import load_train_val
     from convdiag.load.options import ModelOptions, RecipeOptions
     from convdiag.report.console import progress
-    from convdiag.training.workflow import load_for_retrain, resolve_device, retrain_compare
+    from convdiag.training.distributed import resolve_device
+    from convdiag.training.workflow import load_for_retrain, retrain_compare
 
     parsed = [as_remedy(r) for r in remedies]
     dev = resolve_device(device)
@@ -159,6 +161,6 @@ def retrain(
 def _prepare(out: PathLike | None) -> Path | None:
     if out is None:
         return None
-    from convdiag.report.io import prepare_out_dir
+    from convdiag.load.files import prepare_out_dir
 
     return prepare_out_dir(out)

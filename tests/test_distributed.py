@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from convdiag.cli.distributed import command_line
 from convdiag.load.datasets import load_dataset
 from convdiag.load.recipe import Recipe
 from convdiag.training import distributed as dist
@@ -102,7 +103,7 @@ def test_draw_batch_per_rank(tmp_path: Path) -> None:
 @click.option("--remedy", multiple=True)
 @click.option("--devices", type=int, default=None)
 def _probe(**kw: Any) -> None:
-    click.echo(json.dumps(dist.command_line(click.get_current_context())))
+    click.echo(json.dumps(command_line(click.get_current_context())))
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,7 @@ def test_every_output_goes_through_a_temp_file_and_a_rename(
 
 
 def _direct_writes(path: Path) -> list[str]:
-    """Calls in a source file that write a file in place (not through convdiag.report.io)."""
+    """Calls in a source file that write a file in place (not through convdiag.load.files)."""
     import ast
 
     found = []
@@ -200,18 +200,18 @@ def _direct_writes(path: Path) -> list[str]:
 
 def test_no_code_writes_a_file_in_place() -> None:
     """Static guard for the commands the audit test does not run (demo, sweep, ...): the
-    only file writes in convdiag are report/io.py's temporary files."""
+    only file writes in convdiag are load/files.py's temporary files."""
     src = REPO / "convdiag"
-    found = [w for p in sorted(src.rglob("*.py")) if p != src / "report" / "io.py"
+    found = [w for p in sorted(src.rglob("*.py")) if p != src / "load" / "files.py"
              for w in _direct_writes(p)]  # fmt: skip
     assert not found, found
-    assert _direct_writes(src / "report" / "io.py")  # the guard sees io.py's own writes
+    assert _direct_writes(src / "load" / "files.py")  # the guard sees files.py's own writes
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from convdiag.report import io as rio
+    from convdiag.load import files as rio
 
     target = tmp_path / "report.json"
     target.write_text("old and complete")
@@ -231,7 +231,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(
 
 
 def test_atomic_write_gives_the_permissions_open_would(tmp_path: Path) -> None:
-    from convdiag.report.io import atomic_write_text
+    from convdiag.load.files import atomic_write_text
 
     umask = os.umask(0o022)
     os.umask(umask)

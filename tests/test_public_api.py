@@ -19,7 +19,7 @@ import convdiag
 from convdiag.api import as_remedy
 from convdiag.diagnosis.findings import Remedy
 from convdiag.errors import InputError
-from convdiag.report.io import to_json
+from convdiag.load.files import to_json
 
 # The names the issue asks for ("the library behind every command").
 REQUIRED = {

@@ -488,7 +488,8 @@ def analyze_checkpoint(
     from convdiag.load.options import DatasetOptions, ModelOptions, RecipeOptions
     from convdiag.load.outputs import resolve_callable
     from convdiag.report.console import progress
-    from convdiag.training.workflow import recipe_from, resolve_device, stored_call
+    from convdiag.training.distributed import resolve_device
+    from convdiag.training.workflow import recipe_from, stored_call
 
     mo = model_opts or ModelOptions()
     cfg = config if config is not None else load_config()
@@ -496,7 +497,7 @@ def analyze_checkpoint(
     dev = resolve_device(device)
     out_dir = None
     if out is not None and dist.is_main():
-        from convdiag.report.io import prepare_out_dir
+        from convdiag.load.files import prepare_out_dir
 
         out_dir = prepare_out_dir(out)
     loaded = load_checkpoint(checkpoint, mo.model, dict(mo.model_args), mo.trust_checkpoint)
@@ -556,8 +557,8 @@ def analyze_checkpoint(
 def write_report(report: dict[str, Any], arrays: dict[str, Any], out: str | Path) -> None:
     """Write plots, report.json and report.md under ``out`` (plots first: the report
     lists them under "plots")."""
+    from convdiag.load.files import atomic_write_text, write_json
     from convdiag.report.analyze_report import render_markdown, write_plots
-    from convdiag.report.io import atomic_write_text, write_json
 
     path = Path(out)
     report["plots"] = write_plots(report, arrays, path)

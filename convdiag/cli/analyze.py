@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from convdiag.cli.distributed import distributed_command
 from convdiag.cli.options import (
     DatasetOptions,
     ModelOptions,
@@ -16,7 +17,6 @@ from convdiag.cli.options import (
     recipe_options,
     run_options,
 )
-from convdiag.training.distributed import distributed_command
 
 
 @click.command("analyze")

@@ -76,8 +76,8 @@ def command(
     from convdiag.errors import InputError
     from convdiag.load.config import load_config
     from convdiag.load.datasets import load_dataset
+    from convdiag.load.files import atomic_write_bytes, prepare_out_dir, write_json
     from convdiag.report.console import emit, md_table, table
-    from convdiag.report.io import atomic_write_bytes, prepare_out_dir, write_json
     from convdiag.targets.geometry import parse_levels
     from convdiag.targets.labels import parse_schedule
 

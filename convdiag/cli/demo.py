@@ -81,9 +81,9 @@ def command(
     soft labels and focal loss next to the unchanged recipe, and prints before/after.
     """
     from convdiag.errors import InputError
+    from convdiag.load.files import prepare_out_dir
     from convdiag.remedies.apply import parse_remedy
     from convdiag.report.console import emit, stderr_console
-    from convdiag.report.io import prepare_out_dir
     from convdiag.targets.geometry import parse_size
     from convdiag.training.demo import DemoConfig, render_markdown, render_table, run_demo
 

@@ -174,7 +174,7 @@ def _write_outputs(
     examples: int,
     run: RunOptions,
 ) -> list[str]:
-    from convdiag.report.io import atomic_write_text, prepare_out_dir, write_json
+    from convdiag.load.files import atomic_write_text, prepare_out_dir, write_json
     from convdiag.report.labels_report import plot_overlay, plot_pos_fraction, render_markdown
 
     # read the example images first: a corrupt one must fail before any file is written

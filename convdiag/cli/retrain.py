@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from convdiag.cli.distributed import distributed_command
 from convdiag.cli.options import (
     DatasetOptions,
     ModelOptions,
@@ -19,7 +20,7 @@ from convdiag.cli.options import (
     run_options,
 )
 from convdiag.report.console import emit, progress
-from convdiag.training.distributed import distributed_command, is_main
+from convdiag.training.distributed import is_main
 
 
 @click.command("retrain")
@@ -79,13 +80,13 @@ def command(
     Example: convdiag retrain ckpt.pt --data data/ --soft --focal --compare --out runs/fix
     """
     from convdiag.load.datasets import load_train_val
+    from convdiag.load.files import prepare_out_dir
     from convdiag.remedies.apply import parse_remedy
-    from convdiag.report.io import prepare_out_dir
     from convdiag.report.retrain_report import render_markdown, render_table
+    from convdiag.training.distributed import resolve_device
     from convdiag.training.workflow import (
         REFERENCE,
         load_for_retrain,
-        resolve_device,
         retrain_compare,
     )
 
@@ -109,7 +110,7 @@ def command(
     report["skipped_remedies"] = skipped
     report["checkpoint"] = str(checkpoint)
     if out:
-        from convdiag.report.io import write_json
+        from convdiag.load.files import write_json
 
         write_json(out / "report.json", report)
     shown = {k: v for k, v in report.items() if k != "history"}

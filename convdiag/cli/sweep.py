@@ -76,10 +76,11 @@ def command(
 
     from convdiag.errors import InputError
     from convdiag.load.datasets import load_train_val
+    from convdiag.load.files import prepare_out_dir
     from convdiag.report.console import emit, md_table, progress, table
-    from convdiag.report.io import prepare_out_dir
     from convdiag.report.sweep_report import render_markdown, render_table
     from convdiag.targets.geometry import level_name, parse_size
+    from convdiag.training.distributed import resolve_device
     from convdiag.training.sweep import (
         SweepConfig,
         build_arms,
@@ -89,7 +90,7 @@ def command(
         select_arms,
         write_outputs,
     )
-    from convdiag.training.workflow import label_prior, resolve_device
+    from convdiag.training.workflow import label_prior
 
     head_list = [h.strip() for h in heads.split(",") if h.strip()]
     try:

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from convdiag.cli.distributed import distributed_command
 from convdiag.cli.options import (
     DatasetOptions,
     ModelOptions,
@@ -17,7 +18,7 @@ from convdiag.cli.options import (
     run_options,
 )
 from convdiag.report.console import emit, fmt_num, md_table, progress, table
-from convdiag.training.distributed import distributed_command, is_main
+from convdiag.training.distributed import is_main
 
 
 @click.command("train")
@@ -73,15 +74,15 @@ def command(
     from convdiag.errors import InputError
     from convdiag.load.checkpoint import load_checkpoint
     from convdiag.load.datasets import load_train_val
+    from convdiag.load.files import prepare_out_dir
     from convdiag.report.curves import plot_curves
-    from convdiag.report.io import prepare_out_dir
     from convdiag.targets.geometry import parse_size
+    from convdiag.training.distributed import resolve_device
     from convdiag.training.loop import write_history
     from convdiag.training.workflow import (
         label_prior,
         new_model_spec,
         recipe_from,
-        resolve_device,
         run_training,
     )
 

@@ -140,7 +140,7 @@ def save_checkpoint(
     ``meta``/``rng_state`` are stored as tensors. An unwritable path -> InputError.
     """
     from convdiag import __version__
-    from convdiag.report.io import atomic_write_bytes
+    from convdiag.load.files import atomic_write_bytes
 
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from convdiag.errors import InputError
-from convdiag.report.io import atomic_write_bytes, atomic_write_text, prepare_out_dir, to_json
+from convdiag.load.files import atomic_write_bytes, atomic_write_text, prepare_out_dir, to_json
 
 NOISE_STD = 0.02  # sensor noise, in [0, 1] grey units (about 5 of 255 levels)
 CLUTTER_STD = 0.08  # standard deviation of the 1/f clutter at --clutter 1

@@ -299,7 +299,7 @@ def write_plots(report: dict[str, Any], arrays: dict[str, Any], out: Path) -> di
             if fig is None:
                 continue
             name = f"{lv}_{kind}.png"
-            from convdiag.report.io import save_figure
+            from convdiag.load.files import save_figure
 
             save_figure(fig, out / name)
             files[kind] = name

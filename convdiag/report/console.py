@@ -8,12 +8,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from convdiag.report.io import to_json
+from convdiag.load.files import to_json
 
 
 def stdout_console() -> Console:
@@ -91,6 +90,11 @@ def fmt_num(v: Any) -> str:
     return str(v)
 
 
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 def emit(
     data: Any,
     fmt: str,
@@ -99,8 +103,8 @@ def emit(
 ) -> None:
     """Print a result on stdout as a rich table, JSON alone, or Markdown."""
     if fmt == "json":
-        click.echo(to_json(data), nl=False)
+        _write(to_json(data))
     elif fmt == "markdown":
-        click.echo(render_markdown(), nl=False)
+        _write(render_markdown())
     else:
         render_table(stdout_console())

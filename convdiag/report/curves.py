@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from convdiag.report.io import save_figure
+from convdiag.load.files import save_figure
 
 COLOURS = {"baseline": "#c0392b", "remedy": "#1f77b4", "train": "#1f77b4"}
 

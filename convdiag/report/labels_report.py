@@ -194,7 +194,7 @@ def plot_pos_fraction(stats: dict[str, Any], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from convdiag.report.io import save_figure
+    from convdiag.load.files import save_figure
 
     names = list(stats["levels"])
     lv = [stats["levels"][n] for n in names]
@@ -282,7 +282,7 @@ def plot_overlay(
     import matplotlib.pyplot as plt
     from matplotlib.colors import LinearSegmentedColormap
 
-    from convdiag.report.io import save_figure
+    from convdiag.load.files import save_figure
     from convdiag.targets.geometry import stride_of
     from convdiag.targets.labels import render_heatmap
 

@@ -152,7 +152,7 @@ def plot_timeline(mapped: Any, report: dict[str, Any], path: str | os.PathLike[s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from convdiag.report.io import save_figure
+    from convdiag.load.files import save_figure
 
     keys = mapped.series
     third = "fp" if "fp" in keys else ("lr" if "lr" in keys else None)

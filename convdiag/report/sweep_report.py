@@ -9,8 +9,8 @@ from typing import Any
 
 from rich.console import Console
 
+from convdiag.load.files import csv_text
 from convdiag.report.console import fmt_num, md_table, table
-from convdiag.report.io import csv_text
 
 CSV_COLUMNS = (
     "arm",
@@ -138,6 +138,6 @@ def plot_f1(runs: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Non
     axes[0].set_ylabel("F1")
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
-    from convdiag.report.io import save_figure
+    from convdiag.load.files import save_figure
 
     save_figure(fig, path)

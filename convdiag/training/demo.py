@@ -57,14 +57,14 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
 
     from convdiag.analyses.label_stats import label_statistics
     from convdiag.load.datasets import load_train_val
+    from convdiag.load.files import write_json
     from convdiag.load.options import ModelOptions
     from convdiag.load.synth import SynthConfig, synthesize
     from convdiag.report.curves import plot_curves
-    from convdiag.report.io import write_json
+    from convdiag.training.distributed import resolve_device
     from convdiag.training.workflow import (
         label_prior,
         new_model_spec,
-        resolve_device,
         retrain_compare,
         run_training,
     )

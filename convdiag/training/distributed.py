@@ -19,23 +19,21 @@ environment) every helper here is a no-op: rank 0 of a world of 1.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import click
 import numpy as np
 import torch
 
-F = TypeVar("F", bound=Callable[..., Any])
+from convdiag.errors import InputError
 
 # Seconds a failing rank other than 0 waits before it exits (see ``session``).
 FAIL_DELAY_S = 2.0
@@ -144,8 +142,6 @@ def session(device_text: str) -> Iterator[None]:
     ``FAIL_DELAY_S`` first, so that when every rank fails alike (bad input) rank 0 exits
     first with its own code and message.
     """
-    from convdiag.training.workflow import resolve_device
-
     started = init(resolve_device(device_text)) if env_world_size() > 1 else False
     ok = False
     try:
@@ -162,6 +158,26 @@ def session(device_text: str) -> Iterator[None]:
     finally:
         if started:
             teardown(wait=ok)
+
+
+def resolve_device(text: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Under torchrun (WORLD_SIZE > 1) a CUDA device is ``cuda:LOCAL_RANK``: one GPU per rank.
+    """
+    t = text.strip().lower()
+    if t == "auto":
+        return rank_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    if t == "cpu":
+        return torch.device("cpu")
+    if t.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {text}: CUDA is not available on this machine")
+        try:
+            return rank_device(torch.device(t))
+        except RuntimeError:
+            raise InputError(f"--device {text}: use auto, cpu, cuda or cuda:N") from None
+    raise InputError(f"--device {text}: use auto, cpu, cuda or cuda:N")
 
 
 # --------------------------------------------------------------------------- sharding
@@ -277,53 +293,6 @@ def should_relaunch(devices: int | None) -> bool:
     return bool(devices and devices > 1 and env_world_size() <= 1)
 
 
-def command_line(ctx: click.Context, drop: Collection[str] = ("devices",)) -> list[str]:
-    """The arguments a user gave this command (from the command line or the environment),
-    rebuilt from ``ctx`` as a list for ``convdiag <name> ...``; options in ``drop`` left out.
-
-    Options come first, then ``--`` and the positional arguments (so a path starting with
-    "-" stays a path).
-    """
-    from click.core import ParameterSource
-
-    opts: list[str] = []
-    positional: list[str] = []
-    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-    for p in ctx.command.params:
-        if p.name is None or p.name in drop or ctx.get_parameter_source(p.name) not in given:
-            continue
-        value = ctx.params.get(p.name)
-        if isinstance(p, click.Argument):
-            vals = value if isinstance(value, tuple | list) else [value]
-            positional += [_text(v) for v in vals if v is not None]
-            continue
-        if not isinstance(p, click.Option) or value is None:
-            continue
-        if p.count:
-            opts += [p.opts[0]] * int(value)
-        elif p.is_flag:
-            if p.secondary_opts:
-                opts.append(p.opts[0] if value else p.secondary_opts[0])
-            elif value:
-                opts.append(p.opts[0])
-        elif p.multiple:
-            for v in value:
-                opts += [p.opts[0], *_texts(v)]
-        else:
-            opts += [p.opts[0], *_texts(value)]
-    return [*opts, "--", *positional] if positional else opts
-
-
-def _texts(v: Any) -> list[str]:
-    return [_text(x) for x in v] if isinstance(v, tuple | list) else [_text(v)]
-
-
-def _text(v: Any) -> str:
-    if isinstance(v, float):
-        return repr(v)
-    return os.fspath(v) if isinstance(v, os.PathLike) else str(v)
-
-
 def torchrun_args(command: str, args: Sequence[str], devices: int, log_dir: str) -> list[str]:
     """torchrun's arguments: one node, ``devices`` processes on a free port (standalone
     rendezvous), ranks above 0 with stdout and stderr in ``log_dir``, running
@@ -335,8 +304,8 @@ def torchrun_args(command: str, args: Sequence[str], devices: int, log_dir: str)
     return [*out, "-m", "convdiag", command, *args]
 
 
-def relaunch(ctx: click.Context, devices: int, device_text: str = "cpu") -> int:
-    """Run this command again in ``devices`` processes through torchrun's launcher
+def launch(command: str, args: Sequence[str], devices: int, device_text: str = "cpu") -> int:
+    """Run ``convdiag command args`` in ``devices`` processes through torchrun's launcher
     (``torch.distributed.run``, here in this process, as ``python -m torch.distributed.run``
     would) and return rank 0's exit code.
 
@@ -344,8 +313,6 @@ def relaunch(ctx: click.Context, devices: int, device_text: str = "cpu") -> int:
     set. A CUDA ``--device`` needs ``devices`` GPUs. When rank 0 succeeded but another rank
     failed, the tail of that rank's log goes to stderr and the exit code is 3.
     """
-    from convdiag.errors import InputError
-
     if device_text.strip().lower().startswith("cuda"):
         have = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if devices > have:
@@ -354,7 +321,6 @@ def relaunch(ctx: click.Context, devices: int, device_text: str = "cpu") -> int:
     from torch.distributed.run import parse_args
     from torch.distributed.run import run as torchrun
 
-    name = ctx.command.name or ""
     env = {
         "OMP_WAIT_POLICY": "PASSIVE",
         "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // devices)),
@@ -365,7 +331,7 @@ def relaunch(ctx: click.Context, devices: int, device_text: str = "cpu") -> int:
     quiet = _quiet_elastic_logs()
     try:
         with tempfile.TemporaryDirectory(prefix="convdiag-torchrun-") as logs:
-            parsed = parse_args(torchrun_args(name, command_line(ctx), devices, logs))
+            parsed = parse_args(torchrun_args(command, args, devices, logs))
             try:
                 torchrun(parsed)
             except ChildFailedError as e:
@@ -400,7 +366,7 @@ def _failure_code(failures: dict[int, Any], logs: Path) -> int:
     tails = sorted(logs.rglob(f"{r}/stderr.log"))
     lines = tails[0].read_text(errors="replace").strip().splitlines() if tails else []
     last = lines[-1] if lines else f"convdiag: error: exit code {codes[r]}"
-    click.echo(f"{last} (rank {r})", err=True)
+    print(f"{last} (rank {r})", file=sys.stderr, flush=True)
     return codes[r]
 
 
@@ -421,36 +387,6 @@ def _quiet_elastic_logs() -> Callable[[], None]:
             lg.setLevel(lv)
 
     return restore
-
-
-def distributed_command(f: F) -> F:
-    """Decorator for a click command callback: adds ``--devices N`` and runs the body in a
-    ``session`` for its ``--device`` (``run.device``).
-
-    With N > 1 outside torchrun the command relaunches itself in N processes and returns
-    rank 0's exit code; under torchrun every rank runs the body and ranks above 0 return 0
-    (their outcome is rank 0's). Put it under the option decorators, next to the function.
-    """
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, devices: int | None = None, **kwargs: Any) -> Any:
-        run = kwargs.get("run")
-        device_text = str(getattr(run, "device", "cpu"))
-        if should_relaunch(devices):
-            return relaunch(click.get_current_context(), int(devices or 1), device_text)
-        main = True
-        with session(device_text):
-            main = is_main()
-            code = f(*args, **kwargs)
-        return code if main else 0
-
-    option = click.option(
-        "--devices",
-        type=click.IntRange(min=1),
-        default=None,
-        help="Run in N processes through torchrun (gloo on CPU, one GPU each with CUDA).",
-    )
-    return option(wrapper)  # type: ignore[return-value]
 
 
 def cpu_threads(jobs: int) -> int:

@@ -27,10 +27,10 @@ import torch
 
 from convdiag import __version__
 from convdiag.load.batching import Batch, pad_images
+from convdiag.load.files import atomic_write_text, csv_text
 from convdiag.load.recipe import Recipe
 from convdiag.load.runner import ModelRunner
 from convdiag.load.sample import PointDataset
-from convdiag.report.io import atomic_write_text, csv_text
 from convdiag.targets import losses
 from convdiag.targets.supervision import batch_labels, label_params
 from convdiag.training import distributed as dist

@@ -236,8 +236,9 @@ def run_task(task: Task, on_step: Callable[[int], None] | None = None) -> dict[s
     import torch
 
     from convdiag.load.options import ModelOptions
+    from convdiag.training.distributed import resolve_device
     from convdiag.training.evaluate import SUMMARY_KEYS
-    from convdiag.training.workflow import label_prior, new_model_spec, resolve_device, run_training
+    from convdiag.training.workflow import label_prior, new_model_spec, run_training
 
     cfg = task.config
     train_ds, val_ds = _datasets(cfg)
@@ -391,7 +392,7 @@ def _config_dict(cfg: SweepConfig, arms: Sequence[Arm], jobs: int) -> dict[str, 
 
 def write_outputs(report: dict[str, Any], out: Path, plot: bool = True) -> None:
     """sweep.csv (one row per finished arm), sweep.json and, with ``plot``, f1_vs_step.png."""
-    from convdiag.report.io import atomic_write_text, write_json
+    from convdiag.load.files import atomic_write_text, write_json
     from convdiag.report.sweep_report import plot_f1, sweep_csv
 
     atomic_write_text(out / "sweep.csv", sweep_csv(report["rows"]))

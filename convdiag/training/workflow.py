@@ -15,39 +15,19 @@ from typing import Any
 import torch
 
 from convdiag.errors import InputError
+from convdiag.load.files import prepare_out_dir, write_json
 from convdiag.load.options import ModelOptions, RecipeOptions
 from convdiag.load.recipe import Recipe
 from convdiag.load.runner import ModelRunner
 from convdiag.load.sample import PointDataset
 from convdiag.remedies.apply import apply_remedy
 from convdiag.report.curves import plot_curves
-from convdiag.report.io import prepare_out_dir, write_json
 from convdiag.targets.geometry import grid_size, point_to_cell
-from convdiag.training.distributed import is_main, rank_device
+from convdiag.training.distributed import is_main
 from convdiag.training.evaluate import SUMMARY_KEYS, evaluate
 from convdiag.training.loop import CheckpointTarget, TrainResult, train, write_history
 
 REFERENCE = "convdiag.models:reference"
-
-
-def resolve_device(text: str) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-
-    Under torchrun (WORLD_SIZE > 1) a CUDA device is ``cuda:LOCAL_RANK``: one GPU per rank.
-    """
-    t = text.strip().lower()
-    if t == "auto":
-        return rank_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    if t == "cpu":
-        return torch.device("cpu")
-    if t.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {text}: CUDA is not available on this machine")
-        try:
-            return rank_device(torch.device(t))
-        except RuntimeError:
-            raise InputError(f"--device {text}: use auto, cpu, cuda or cuda:N") from None
-    raise InputError(f"--device {text}: use auto, cpu, cuda or cuda:N")
 
 
 def label_prior(ds: PointDataset, level: str) -> float:

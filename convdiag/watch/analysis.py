@@ -186,7 +186,7 @@ def analyze_log(
             raise InputError(f"{name} {v!r}: must lie strictly between 0 and 1")
     out_dir = None
     if out is not None:
-        from convdiag.report.io import prepare_out_dir
+        from convdiag.load.files import prepare_out_dir
 
         out_dir = prepare_out_dir(out)
     user = parse_map(mapping) if isinstance(mapping, str | None) else dict(mapping)
@@ -222,7 +222,7 @@ def analyze_log(
 
 def write_report(report: dict[str, Any], mapped: MappedLog, out: str | Path) -> None:
     """timeline.png, then report.json and report.md (which name the plot) under ``out``."""
-    from convdiag.report.io import atomic_write_text, write_json
+    from convdiag.load.files import atomic_write_text, write_json
     from convdiag.report.logs_report import plot_timeline, render_markdown
 
     p = Path(out)

@@ -1,4 +1,5 @@
-"""Atomic file output: every file convdiag writes goes through a temporary file and a rename."""
+"""Atomic file output: every file convdiag writes goes through a temporary file and a rename
+(JSON, CSV, text, bytes, PNG figures); the bottom layer, so every stage may write."""
 
 from __future__ import annotations
 
