@@ -34,6 +34,11 @@ IMAGE_EXTENSIONS = (
 )
 # Only these decoders are tried, so random bytes never reach an exotic parser.
 _FORMATS = ("PNG", "BMP", "JPEG", "TIFF", "GIF", "PPM", "WEBP")
+# Images with more pixels are refused from their header, before any decoding (a hostile
+# file can declare 65535 x 65535 pixels in a few bytes). PIL's own decompression-bomb
+# check stays on as a second line.
+MAX_PIXELS = 100_000_000
+_EXIF_ORIENTATION = 0x0112
 # ITU-R 601-2 luma, the weights Pillow's convert("L") uses, kept in float here.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
@@ -61,9 +66,31 @@ def _open(path: Path) -> PILImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Image.open(path, formats=_FORMATS)
+            img = Image.open(path, formats=_FORMATS)
+    except Image.DecompressionBombError as e:  # PIL's own check, for the largest headers
+        raise InputError(
+            f"{path}: {_reason(e).split(',')[0]}, over the limit of {MAX_PIXELS / 1e6:.0f} MP; "
+            "refused before decoding"
+        ) from None
     except Exception as e:  # PIL raises many types for garbage input
         raise InputError(f"{path}: not a readable image ({_reason(e)})") from None
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        img.close()
+        raise InputError(
+            f"{path}: {h}x{w} pixels ({w * h / 1e6:.0f} MP), over the limit of "
+            f"{MAX_PIXELS / 1e6:.0f} MP; refused before decoding"
+        )
+    return img
+
+
+def _orientation(img: PILImage) -> int:
+    """The EXIF orientation tag (1-8; 1 when absent or unreadable)."""
+    try:
+        value = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # a damaged EXIF block: shown as stored, like most viewers do
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _reason(e: Exception) -> str:
@@ -72,16 +99,28 @@ def _reason(e: Exception) -> str:
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """Size (H, W) of an image from its header (no pixel decoding). InputError naming the file."""
+    """Size (H, W) of an image as shown (EXIF orientation applied) from its header, without
+    decoding pixels. More than ``MAX_PIXELS`` pixels, or unreadable -> InputError naming it."""
     p = Path(path)
     img = _open(p)
     try:
         w, h = img.size
+        if _orientation(img) in (5, 6, 7, 8):  # rotated by 90 degrees when shown
+            w, h = h, w
     finally:
         img.close()
     if w < 1 or h < 1:
         raise InputError(f"{p}: image has no pixels ({h}x{w})")
     return (int(h), int(w))
+
+
+def _shown(img: PILImage) -> PILImage:
+    """The loaded image as a viewer shows it: its EXIF orientation applied (a copy)."""
+    if _orientation(img) == 1:
+        return img
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(img)
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -91,14 +130,15 @@ def _decode(path: Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img.load()
-            mode = img.mode
+            shown = _shown(img)
+            mode = shown.mode
             if mode in ("RGB", "RGBA", "L", "LA", "1", "I", "F") or mode.startswith("I;16"):
-                arr = np.asarray(img)
+                arr = np.asarray(shown)
             elif mode == "P":
                 # palette images carry colours; transparency is ignored (grey only)
-                arr = np.asarray(img.convert("RGB"))
+                arr = np.asarray(shown.convert("RGB"))
             else:  # CMYK, YCbCr, HSV, LAB, ...
-                arr = np.asarray(img.convert("RGB"))
+                arr = np.asarray(shown.convert("RGB"))
     except InputError:
         raise
     except Exception as e:
@@ -179,8 +219,9 @@ def _decode_mask(path: Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img.load()
+            shown = _shown(img)
             # palette masks: the indices are the labels (VOC-style), not the colours
-            arr = np.asarray(img) if img.mode != "CMYK" else np.asarray(img.convert("RGB"))
+            arr = np.asarray(shown) if shown.mode != "CMYK" else np.asarray(shown.convert("RGB"))
     except Exception as e:
         raise InputError(f"{path}: truncated or corrupt mask ({_reason(e)})") from None
     finally:
