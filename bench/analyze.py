@@ -97,7 +97,7 @@ def bare_pass(runner: ModelRunner, ds: PointDataset, recipe: Recipe, batch: int)
 
 def analyze_pass(runner: ModelRunner, ds: PointDataset, recipe: Recipe, batch: int) -> float:
     """Seconds of the whole ``analyze_dataset`` on ``ds``."""
-    from convdiag.analyses.run import analyze_dataset
+    from convdiag.remedies.analyze import analyze_dataset
 
     t0 = time.perf_counter()
     analyze_dataset(runner, ds, recipe, batch_size=batch)
@@ -114,7 +114,7 @@ def memory_child(n: int, size: tuple[int, int], batch: int) -> dict[str, float]:
     runner = ModelRunner(make_model(), pad_to=32)
     ds = procedural_dataset(n, size)
     # Warm up torch's allocator and the code paths on 2 images, then measure.
-    from convdiag.analyses.run import analyze_dataset
+    from convdiag.remedies.analyze import analyze_dataset
 
     analyze_dataset(runner, procedural_dataset(2, size), Recipe(), batch_size=batch)
     before = peak_rss_mb()

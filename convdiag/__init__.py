@@ -45,8 +45,8 @@ _LAZY = {
     "load_checkpoint": "convdiag.load.checkpoint",
     "ModelRunner": "convdiag.training.evaluate",
     # analysis and diagnosis
-    "analyze_checkpoint": "convdiag.analyses.run",
-    "analyze_dataset": "convdiag.analyses.run",
+    "analyze_checkpoint": "convdiag.report.analyze",
+    "analyze_dataset": "convdiag.remedies.analyze",
     "diagnose": "convdiag.diagnosis.rules",
     "Finding": "convdiag.diagnosis.findings",
     "Remedy": "convdiag.diagnosis.findings",

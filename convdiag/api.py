@@ -29,8 +29,8 @@ def as_remedy(spec: RemedySpec) -> tuple[str, dict[str, Any]]:
     """One remedy as (id, params) from ``"ID[:key=value,...]"``, ``(id, params)``, a report's
     remedy dict ``{"id", "params"}`` or a ``Remedy``; InputError for an unknown id or key."""
     from convdiag.diagnosis.findings import Remedy
-    from convdiag.load.recipe import REMEDY_DEFAULTS
     from convdiag.remedies.apply import parse_remedy
+    from convdiag.remedies.catalogue import REMEDY_DEFAULTS
 
     if isinstance(spec, str):
         return parse_remedy(spec)
@@ -78,26 +78,20 @@ def train(
     import torch
 
     from convdiag.load.datasets import load_train_val
-    from convdiag.load.options import ModelOptions
     from convdiag.load.recipe import Recipe
     from convdiag.report.console import progress
     from convdiag.training.distributed import resolve_device
-    from convdiag.training.workflow import label_prior, new_model_spec, run_training
+    from convdiag.training.workflow import train_new_model
 
     rec = recipe if recipe is not None else Recipe()
     dev: torch.device = resolve_device(device)
     out_dir = _prepare(out)
     train_ds, val_ds = load_train_val(data, dataset, seed=rec.seed)
-    spec = new_model_spec(
-        rec, model_opts or ModelOptions(), label_prior(train_ds, rec.level), width
-    )
-    torch.manual_seed(rec.seed)  # the initial weights follow the recipe's seed
-    model = spec.build()
     with progress(f"training {rec.describe()}", steps, quiet) as advance:
-        result = run_training(
-            spec, model, train_ds, val_ds, rec, steps, out_dir, "checkpoint.pt", dev, "train",
-            eval_every, on_step=lambda s, i: advance(1),
-        )  # fmt: skip
+        result = train_new_model(
+            rec, train_ds, val_ds, steps, dev, model_opts=model_opts, width=width, out=out_dir,
+            eval_every=eval_every, on_step=lambda s, i: advance(1),
+        ).result  # fmt: skip
     if out_dir is not None:
         from convdiag.report.curves import plot_curves
         from convdiag.training.loop import write_history

@@ -42,9 +42,8 @@ def trained_checkpoint(
         import torch
 
         from convdiag.load.datasets import load_train_val
-        from convdiag.load.options import ModelOptions
         from convdiag.load.recipe import Recipe
-        from convdiag.training.workflow import label_prior, new_model_spec, run_training
+        from convdiag.training.workflow import train_new_model
 
         key = tuple(sorted({**recipe, "steps": steps}.items()))
         if key in cache:
@@ -52,10 +51,9 @@ def trained_checkpoint(
         out = tmp_path_factory.mktemp("ckpt")
         train_ds, val_ds = load_train_val(tiny_dataset, None, seed=0)
         rec = Recipe(**recipe)  # type: ignore[arg-type]
-        spec = new_model_spec(rec, ModelOptions(), label_prior(train_ds, rec.level))
-        torch.manual_seed(rec.seed)  # the initial weights must not depend on earlier tests
-        run_training(spec, spec.build(), train_ds, val_ds, rec, steps, out, "checkpoint.pt",
-                     torch.device("cpu"), "test", eval_every=steps)  # fmt: skip
+        # the initial weights follow rec.seed: they must not depend on earlier tests
+        train_new_model(rec, train_ds, val_ds, steps, torch.device("cpu"), out=out,
+                        run_name="test", eval_every=steps)  # fmt: skip
         cache[key] = out / "checkpoint.pt"
         return cache[key]
 

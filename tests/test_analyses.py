@@ -21,8 +21,6 @@ from convdiag.analyses.base import (
     mass_fraction_cells,
 )
 from convdiag.analyses.run import (
-    analyze_dataset,
-    build_candidates,
     head_parameters,
     make_step,
     pos_weight_for,
@@ -33,6 +31,7 @@ from convdiag.load.batching import make_batch
 from convdiag.load.outputs import normalize_outputs
 from convdiag.load.recipe import Recipe
 from convdiag.load.runner import ModelRunner
+from convdiag.remedies.analyze import analyze_dataset, build_candidates
 from convdiag.targets.labels import render_heatmap
 
 

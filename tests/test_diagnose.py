@@ -8,14 +8,15 @@ from typing import Any
 import pytest
 from analyze_models import Oracle, make_dataset
 
-from convdiag.analyses.run import analyze_dataset
-from convdiag.diagnosis.findings import ADVICE_IDS, REMEDY_IDS, SEVERITY_OF, Finding
+from convdiag.diagnosis.findings import SEVERITY_OF, Finding
 from convdiag.diagnosis.rules import Thresholds, sort_findings, verdict
 from convdiag.errors import InputError
 from convdiag.load.config import load_config
 from convdiag.load.recipe import Recipe
 from convdiag.load.runner import ModelRunner
+from convdiag.remedies.analyze import analyze_dataset
 from convdiag.remedies.apply import apply_remedy, parse_remedy
+from convdiag.remedies.catalogue import ADVICE_IDS, REMEDY_IDS
 
 
 def _analyze(model: Oracle, recipe: Recipe | None = None, th: Thresholds | None = None,

@@ -1,4 +1,4 @@
-"""``analyze``: load a checkpoint and a dataset, make one streaming pass, diagnose, report.
+"""The analyze pass: one streaming pass of a model over a dataset feeding every analysis.
 
 The pass (``run_analyses``): for each batch, one forward with autograd on; per output
 level, the recipe's labels at its final label parameters (progress 1), the summed
@@ -16,18 +16,13 @@ has it (the reference detector does); otherwise parameters whose dotted name has
 from __future__ import annotations
 
 import math
-import os
 import re
-import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from convdiag import __version__
 from convdiag.analyses import AnalysisContext, AnalysisStep, Candidate, build_analyses
 from convdiag.analyses.base import (
     REGION_BACKGROUND,
@@ -36,7 +31,6 @@ from convdiag.analyses.base import (
     REGION_NEAR,
     REGION_TARGET,
     Analysis,
-    to_plain,
 )
 from convdiag.errors import InputError
 from convdiag.load.batching import Batch, iterate_batches, make_batch
@@ -44,16 +38,12 @@ from convdiag.load.outputs import LevelOutput
 from convdiag.load.recipe import Recipe
 from convdiag.load.runner import ModelRunner
 from convdiag.load.sample import PointDataset
-from convdiag.remedies.apply import apply_remedy
 from convdiag.targets.decode import decode
-from convdiag.targets.geometry import grid_size, level_name, stride_of
 from convdiag.targets.labels import LabelBatch, render_batch
 from convdiag.targets.supervision import cls_loss_sum, label_params
-from convdiag.training import distributed as dist
 
 CLS_TOKENS = {"cls", "heatmap", "hm", "score", "scores", "conf", "logit", "logits", "classifier"}
 REG_TOKENS = {"reg", "offset", "offsets", "off", "loc", "regression", "delta"}
-SCHEMA = 1
 
 
 # --------------------------------------------------------------------------- head parameters
@@ -268,26 +258,6 @@ def soft_params_for(stride: int, target_radius_px: float | None, trunc: float) -
     return {"kernel": kernel_for(sigma, trunc), "sigma": sigma, "trunc": trunc}
 
 
-def build_candidates(
-    recipe: Recipe, level: str, level_stats: dict[str, Any], target_radius_px: float | None
-) -> list[Candidate]:
-    """The recipe ("current") and the counterfactual losses of the remedies that change it:
-    soft labels (kernel, sigma from the target size), focal loss, and (BCE) pos_weight."""
-    out = [Candidate("current", recipe)]
-    if not recipe.soft:
-        p = soft_params_for(stride_of(level), target_radius_px, recipe.trunc)
-        out.append(
-            Candidate("soft-labels", apply_remedy(recipe, "soft-labels", p), "soft-labels", p)
-        )
-    if recipe.loss != "focal":
-        p = {"alpha": 2.0, "beta": 4.0}
-        out.append(Candidate("focal-loss", apply_remedy(recipe, "focal-loss", p), "focal-loss", p))
-    if recipe.loss == "bce" and not recipe.pos_weight:
-        p = {"w": pos_weight_for(level_stats.get("neg_per_pos"))}
-        out.append(Candidate("pos-weight", apply_remedy(recipe, "pos-weight", p), "pos-weight", p))
-    return out
-
-
 def neighbourhood_for(recipe: Recipe, candidates: list[Candidate]) -> tuple[int, float, float]:
     """The soft window defining the neighbourhood region: the recipe's own soft labels at
     progress 1, else the soft-labels candidate's, else 3x3 sigma 1.0."""
@@ -349,218 +319,3 @@ def level_metrics(results: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- entry points
-
-
-def analyze_dataset(
-    runner: ModelRunner,
-    ds: PointDataset,
-    recipe: Recipe,
-    levels: Sequence[str] | None = None,
-    batch_size: int = 8,
-    radius: float = 3.0,
-    threshold: float = 0.5,
-    thresholds: Any = None,
-    on_batch: Callable[[int], None] | None = None,
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Analyze a model (wrapped in ``runner``) on ``ds`` with its training ``recipe``.
-
-    Returns (report, plot arrays per level). The report holds "findings", "metrics",
-    "analyses", "labels", "targets", "verdict" (see ``analyze_checkpoint``), without the
-    checkpoint fields. ``thresholds``: a ``diagnose.Thresholds`` (default: built-in).
-    """
-    from convdiag.analyses.label_stats import label_statistics
-    from convdiag.analyses.targets import measure_targets
-    from convdiag.diagnosis.rules import Thresholds, diagnose, verdict
-
-    if len(ds) == 0:
-        raise InputError("the dataset holds no image")
-    th = thresholds or Thresholds()
-    model_levels = probe_levels(runner, ds)
-    chosen = [level_name(lv) for lv in levels] if levels else model_levels
-    for lv in chosen:
-        if lv not in model_levels:
-            raise InputError(f"--levels {lv}: the model outputs {', '.join(model_levels)} only")
-    targets = measure_targets(ds)
-    stat_levels = sorted({*chosen, "P2", "P3", "P4", "P5"}, key=stride_of)
-    kernel, sigma = label_params(recipe, 1.0)
-    stats = label_statistics(
-        [(r.size, r.points) for r in ds.records],
-        stat_levels,
-        kernel,
-        sigma,
-        recipe.trunc,
-        radius=radius,
-        target_radius_px=targets["radius_px"],
-    )
-    contexts = {}
-    example = pick_example(ds)
-    for lv in chosen:
-        cands = build_candidates(recipe, lv, stats["levels"][lv], targets["radius_px"])
-        grids = [grid_size(r.size, lv) for r in ds.records]
-        contexts[lv] = AnalysisContext(
-            level=lv,
-            stride=stride_of(lv),
-            recipe=recipe,
-            threshold=threshold,
-            radius=radius,
-            neighbourhood=neighbourhood_for(recipe, cands),
-            candidates=cands,
-            max_grid=(max(g[0] for g in grids), max(g[1] for g in grids)),
-            example_index=example,
-        )
-    t0 = time.perf_counter()
-    # Under torchrun each rank takes images rank::world; the accumulators are then pooled.
-    shard = dist.shard_indices(len(ds))
-    analyses = run_analyses(runner, ds, contexts, batch_size, shard, on_batch=on_batch)
-    dist.reduce_analyses(analyses)
-    results = {lv: {k: to_plain(a.compute()) for k, a in an.items()} for lv, an in analyses.items()}
-    arrays = {lv: {k: a.arrays() for k, a in an.items()} for lv, an in analyses.items()}
-    metrics = {lv: level_metrics(res) for lv, res in results.items()}
-    findings = diagnose(
-        results, metrics, stats, recipe, th, targets=targets, reference=_is_reference(runner.model)
-    )
-    report: dict[str, Any] = {
-        "schema": SCHEMA,
-        "kind": "analyze",
-        "convdiag_version": __version__,
-        "verdict": verdict(findings),
-        "findings": [f.to_dict() for f in findings],
-        "metrics": metrics,
-        "levels": chosen,
-        "model_levels": model_levels,
-        "recipe": recipe.to_dict(),
-        "recipe_text": recipe.describe(),
-        "settings": {"batch": batch_size, "radius": radius, "threshold": threshold},
-        "thresholds": th.to_dict(),
-        "targets": targets,
-        "labels": {
-            "levels": {lv: stats["levels"][lv] for lv in stat_levels},
-            "recommendation": stats["recommendation"],
-        },
-        "analyses": results,
-        "seconds": time.perf_counter() - t0,
-    }
-    return report, arrays
-
-
-def pick_example(ds: PointDataset, first: int = 64) -> int | None:
-    """The image shown in plots: most targets among the first ``first`` (ties: lowest index)."""
-    counts = [len(r.points) for r in ds.records[:first]]
-    if not counts or max(counts) == 0:
-        return None
-    return int(np.argmax(counts))
-
-
-def _is_reference(model: nn.Module) -> bool:
-    return type(model).__name__ == "ReferenceDetector"
-
-
-def analyze_checkpoint(
-    checkpoint: str | os.PathLike[str],
-    data: str | os.PathLike[str],
-    out: str | os.PathLike[str] | None = None,
-    quiet: bool = False,
-    *,
-    dataset: Any = None,
-    model_opts: Any = None,
-    recipe_opts: Any = None,
-    levels: Sequence[str] | None = None,
-    batch_size: int = 8,
-    max_images: int | None = None,
-    radius: float = 3.0,
-    threshold: float = 0.5,
-    device: str = "cpu",
-    config: Any = None,
-) -> dict[str, Any]:
-    """Analyze CHECKPOINT on DATA; with ``out`` write report.json, report.md and the plots.
-
-    dataset / model_opts / recipe_opts: ``options.DatasetOptions`` / ``ModelOptions`` /
-    ``RecipeOptions`` (defaults when None); the recipe is the checkpoint's own, updated by
-    the recipe flags given. max_images: analyze the first N images only. config: a
-    ``config.Config`` (default: read from the working directory) for the thresholds.
-    Returns the report: {"schema": 1, "verdict", "findings": [...], "metrics": {level:
-    {...}}, "analyses", "labels", "targets", "model", "recipe", "settings", ...}.
-    """
-    from convdiag.diagnosis.rules import Thresholds
-    from convdiag.load.checkpoint import load_checkpoint
-    from convdiag.load.config import load_config
-    from convdiag.load.datasets import load_dataset
-    from convdiag.load.options import DatasetOptions, ModelOptions, RecipeOptions
-    from convdiag.load.outputs import resolve_callable
-    from convdiag.report.console import progress
-    from convdiag.training.distributed import resolve_device
-    from convdiag.training.workflow import recipe_from, stored_call
-
-    mo = model_opts or ModelOptions()
-    cfg = config if config is not None else load_config()
-    th = Thresholds.from_config(cfg.thresholds)
-    dev = resolve_device(device)
-    out_dir = None
-    if out is not None and dist.is_main():
-        from convdiag.load.files import prepare_out_dir
-
-        out_dir = prepare_out_dir(out)
-    loaded = load_checkpoint(checkpoint, mo.model, dict(mo.model_args), mo.trust_checkpoint)
-    flags = recipe_opts or RecipeOptions()
-    recipe = recipe_from(loaded.recipe, flags)
-    source = "checkpoint" if loaded.recipe else ("flags" if flags.given() else "default")
-    ds = load_dataset(data, dataset or DatasetOptions())
-    if max_images is not None:
-        ds = ds.subset(list(range(min(len(ds), int(max_images)))))
-    if len(ds) == 0:
-        raise InputError(f"{data}: no image to analyze")
-    adapter_spec, outputs = stored_call(loaded.meta, mo)
-    adapter = resolve_callable(adapter_spec, "--adapter") if adapter_spec else None
-    runner = ModelRunner(loaded.model.to(dev), adapter, outputs, mo.pad_to, dev)
-    with progress("analyzing", dist.shard_size(len(ds)), quiet) as advance:
-        report, arrays = analyze_dataset(
-            runner,
-            ds,
-            recipe,
-            levels,
-            batch_size,
-            radius,
-            threshold,
-            th,
-            on_batch=lambda n: advance(n),
-        )
-    report["checkpoint"] = str(checkpoint)
-    report["data"] = str(data)
-    report["images"] = len(ds)
-    report["targets_total"] = ds.num_targets
-    report["recipe_source"] = source
-    report["model"] = {
-        "format": loaded.format,
-        "factory": loaded.factory or mo.model,
-        "adapter": adapter_spec,
-        "outputs": outputs,
-        "missing_keys": list(loaded.missing_keys),
-        "unexpected_keys": list(loaded.unexpected_keys),
-        "notes": list(getattr(loaded, "notes", [])),
-        "head_parameters": {
-            k: sum(p.numel() for _, p in v) for k, v in head_parameters(loaded.model).items()
-        },
-    }
-    report["settings"].update(
-        {
-            "max_images": max_images,
-            "device": str(dev),
-            "pad_to": mo.pad_to,
-            "config": str(cfg.path) if cfg.path else None,
-        }
-    )
-    if out_dir is not None:
-        write_report(report, arrays, out_dir)
-    return report
-
-
-def write_report(report: dict[str, Any], arrays: dict[str, Any], out: str | Path) -> None:
-    """Write plots, report.json and report.md under ``out`` (plots first: the report
-    lists them under "plots")."""
-    from convdiag.load.files import atomic_write_text, write_json
-    from convdiag.report.analyze_report import render_markdown, write_plots
-
-    path = Path(out)
-    report["plots"] = write_plots(report, arrays, path)
-    write_json(path / "report.json", report)
-    atomic_write_text(path / "report.md", render_markdown(report))

@@ -78,10 +78,10 @@ def command(
     \b
     Example: convdiag analyze runs/p2/checkpoint.pt --data data/ --out report/
     """
-    from convdiag.analyses.run import analyze_checkpoint
     from convdiag.diagnosis.findings import Finding, exit_code
     from convdiag.errors import InputError
     from convdiag.load.config import load_config
+    from convdiag.report.analyze import analyze_checkpoint
     from convdiag.report.analyze_report import render_markdown, render_table
     from convdiag.report.console import emit
     from convdiag.targets.geometry import parse_levels

@@ -124,7 +124,7 @@ def command(
     model_findings: list[Finding] = []
     model_levels: list[str] = []
     if checkpoint:
-        from convdiag.analyses.run import analyze_checkpoint
+        from convdiag.report.analyze import analyze_checkpoint
 
         analysis = analyze_checkpoint(
             checkpoint,

@@ -69,22 +69,14 @@ def command(
     \b
     Example: convdiag train data/ --head P2 --labels hard --loss bce --steps 1500 --out runs/p2
     """
-    import torch
-
     from convdiag.errors import InputError
-    from convdiag.load.checkpoint import load_checkpoint
     from convdiag.load.datasets import load_train_val
     from convdiag.load.files import prepare_out_dir
     from convdiag.report.curves import plot_curves
     from convdiag.targets.geometry import parse_size
     from convdiag.training.distributed import resolve_device
     from convdiag.training.loop import write_history
-    from convdiag.training.workflow import (
-        label_prior,
-        new_model_spec,
-        recipe_from,
-        run_training,
-    )
+    from convdiag.training.workflow import recipe_from, train_new_model
 
     if not run.out:
         raise InputError(
@@ -100,32 +92,14 @@ def command(
         except InputError as e:
             raise InputError(f"--crop {e}") from None
     recipe = recipe_from(None, recipe_opts, **overrides)
-    spec = new_model_spec(recipe, model_opts, label_prior(train_ds, recipe.level), width)
-    torch.manual_seed(recipe.seed)  # the initial weights follow --seed
-    model = spec.build()
-    resume_state = None
-    if resume:
-        ckpt = out / "checkpoint.pt"
-        if not ckpt.exists():
-            raise InputError(f"--resume: {ckpt} does not exist")
-        loaded = load_checkpoint(ckpt, trust=model_opts.trust_checkpoint)
-        model = loaded.model
-        resume_state = {
-            "step": loaded.meta.get("step", 0),
-            "history": loaded.meta.get("history", []),
-            "optimizer": loaded.optimizer_state,
-        }
-        if loaded.recipe:
-            recipe = recipe_from(loaded.recipe, RecipeOptions())
     quiet = run.format == "json"
     with progress(f"training {recipe.describe()}", steps, quiet) as advance:
-        if resume_state:
-            advance(int(resume_state["step"]))
-        result = run_training(
-            spec, model, train_ds, val_ds, recipe, steps, out, "checkpoint.pt", device, "train",
-            eval_every, resume=resume_state,
+        trained = train_new_model(
+            recipe, train_ds, val_ds, steps, device, model_opts=model_opts, width=width, out=out,
+            eval_every=eval_every, resume=resume, on_resume=lambda step: advance(step),
             on_step=lambda s, i: advance(1, _note(i)),
         )  # fmt: skip
+    recipe, result = trained.recipe, trained.result
     if is_main():  # under torchrun rank 0 writes
         write_history(out / "history.csv", result.history)
         plot_curves({"train": result.history}, out / "curves.png")

@@ -53,21 +53,14 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
     "before", "baseline", "remedy", "recipes", "history", ...} - the before/baseline/remedy
     shape of ``retrain``'s report.json.
     """
-    import torch
 
     from convdiag.analyses.label_stats import label_statistics
     from convdiag.load.datasets import load_train_val
     from convdiag.load.files import write_json
-    from convdiag.load.options import ModelOptions
     from convdiag.load.synth import SynthConfig, synthesize
     from convdiag.report.curves import plot_curves
     from convdiag.training.distributed import resolve_device
-    from convdiag.training.workflow import (
-        label_prior,
-        new_model_spec,
-        retrain_compare,
-        run_training,
-    )
+    from convdiag.training.workflow import retrain_compare, train_new_model
 
     say = (lambda *a: None) if quiet else console.print
     data = out / "data"
@@ -88,12 +81,11 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
 
     recipe = baseline_recipe(cfg.seed, cfg.lr)
     device = resolve_device(cfg.device)
-    spec = new_model_spec(recipe, ModelOptions(), label_prior(train_ds, "P2"))
-    torch.manual_seed(recipe.seed)  # the initial weights follow --seed
-    model = spec.build()
     with progress(f"3. training {recipe.describe()}", cfg.steps, quiet) as advance:
-        base = run_training(spec, model, train_ds, val_ds, recipe, cfg.steps, out, "failing.pt",
-                            device, "failing", on_step=lambda s, i: advance(1))  # fmt: skip
+        run = train_new_model(recipe, train_ds, val_ds, cfg.steps, device, out=out,
+                              ckpt_name="failing.pt", run_name="failing",
+                              on_step=lambda s, i: advance(1))  # fmt: skip
+    spec, model, base = run.spec, run.model, run.result
     f = base.final
     say(f"[bold]3. Failing recipe[/] ({recipe.describe()}, {cfg.steps} steps): F1@0.5 "
         f"{f['f1_at_0.5']:.3f}, FP/image {f['fp_per_image']:.2f}, cls loss {f['cls_loss']:.5f} vs "
@@ -130,7 +122,7 @@ def analyze_failure(
 ) -> dict[str, Any] | None:
     """The analysis of the failing checkpoint, when ``convdiag.analyses.run`` is available."""
     try:
-        from convdiag.analyses.run import analyze_checkpoint
+        from convdiag.report.analyze import analyze_checkpoint
     except ImportError:
         return None
     result: dict[str, Any] = analyze_checkpoint(

@@ -233,25 +233,22 @@ def _datasets(cfg: SweepConfig) -> Any:
 def run_task(task: Task, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train the arm of ``task`` from scratch with its seed; returns {"arm", "seed",
     "final" (validation summary), "history" (rows), "seconds", "steps_to_f1_0.5"}."""
-    import torch
 
     from convdiag.load.options import ModelOptions
     from convdiag.training.distributed import resolve_device
     from convdiag.training.evaluate import SUMMARY_KEYS
-    from convdiag.training.workflow import label_prior, new_model_spec, run_training
+    from convdiag.training.workflow import train_new_model
 
     cfg = task.config
     train_ds, val_ds = _datasets(cfg)
     recipe = task.arm.recipe(cfg.base_recipe(task.seed))
-    spec = new_model_spec(
-        recipe, ModelOptions(pad_to=cfg.pad_to), label_prior(train_ds, recipe.level), cfg.width
-    )
-    torch.manual_seed(task.seed)  # the initial weights depend on the seed only
-    model = spec.build()
-    res = run_training(
-        spec, model, train_ds, val_ds, recipe, cfg.steps, None, "", resolve_device(cfg.device),
-        task.arm.name, cfg.eval_every, on_step=(lambda s, i: on_step(1)) if on_step else None,
-    )  # fmt: skip
+    res = train_new_model(
+        recipe, train_ds, val_ds, cfg.steps, resolve_device(cfg.device),
+        model_opts=ModelOptions(pad_to=cfg.pad_to), width=cfg.width,
+        seed=task.seed,  # the initial weights depend on the seed only
+        run_name=task.arm.name, eval_every=cfg.eval_every,
+        on_step=(lambda s, i: on_step(1)) if on_step else None,
+    ).result  # fmt: skip
     return {
         "arm": task.arm.name,
         "seed": task.seed,

@@ -169,6 +169,73 @@ def run_training(
     )
 
 
+def train_new_model(
+    recipe: Recipe,
+    train_ds: PointDataset,
+    val_ds: PointDataset,
+    steps: int,
+    device: torch.device,
+    *,
+    model_opts: ModelOptions | None = None,
+    width: int = 16,
+    seed: int | None = None,
+    out: Path | None = None,
+    ckpt_name: str = "checkpoint.pt",
+    run_name: str = "train",
+    eval_every: int = 0,
+    resume: bool = False,
+    on_resume: Callable[[int], None] | None = None,
+    on_step: Callable[[int, dict[str, Any]], None] | None = None,
+) -> NewRun:
+    """Build a new model for ``recipe`` and train it: the hard-label prior of ``train_ds``
+    at ``recipe.level`` -> ``new_model_spec`` -> ``torch.manual_seed(seed)`` (default
+    ``recipe.seed``: the initial weights follow the seed only) -> ``spec.build()`` ->
+    ``run_training``.
+
+    With ``resume`` (needs ``out``), the model, optimizer state, step and history come from
+    ``out/ckpt_name`` (its stored recipe, when it has one, replaces ``recipe``) and
+    ``on_resume(step)`` is called before training continues.
+    """
+    opts = model_opts if model_opts is not None else ModelOptions()
+    spec = new_model_spec(recipe, opts, label_prior(train_ds, recipe.level), width)
+    torch.manual_seed(recipe.seed if seed is None else seed)
+    model = spec.build()
+    state = None
+    if resume:
+        from convdiag.load.checkpoint import load_checkpoint
+
+        ckpt = (out or Path(".")) / ckpt_name
+        if out is None or not ckpt.exists():
+            raise InputError(f"--resume: {ckpt} does not exist")
+        loaded = load_checkpoint(ckpt, trust=opts.trust_checkpoint)
+        model = loaded.model
+        state = {
+            "step": loaded.meta.get("step", 0),
+            "history": loaded.meta.get("history", []),
+            "optimizer": loaded.optimizer_state,
+        }
+        if loaded.recipe:
+            recipe = recipe_from(loaded.recipe, RecipeOptions())
+        if on_resume is not None:
+            on_resume(int(state["step"]))
+    result = run_training(
+        spec, model, train_ds, val_ds, recipe, steps, out, ckpt_name, device, run_name,
+        eval_every, resume=state, on_step=on_step,
+    )  # fmt: skip
+    return NewRun(spec, model, recipe, result)
+
+
+@dataclass
+class NewRun:
+    """What ``train_new_model`` made: the spec that rebuilds the model, the trained model,
+    the recipe it trained with and the ``TrainResult``."""
+
+    spec: ModelSpec
+    model: torch.nn.Module
+    recipe: Recipe
+    result: TrainResult
+
+
 def summary(ev: dict[str, Any]) -> dict[str, Any]:
     """The before/baseline/remedy fields of a report from an evaluation."""
     return {k: ev.get(k) for k in SUMMARY_KEYS}
