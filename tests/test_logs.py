@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from convdiag.cli.main import cli
 from convdiag.errors import InputError
 from convdiag.watch import (
-    LogThresholds,
     Reference,
+    Thresholds,
     analyze_log,
     build_reference,
     constant_from_prior,
@@ -600,7 +600,7 @@ def test_find_symptoms_on_plain_series() -> None:
         "Pd": Series("Pd", x, np.zeros(10)),
     })  # fmt: skip
     m = map_columns(raw, {"f1": "F", "recall": "Pd"})
-    fs = find_symptoms(m, Reference(level="P2"), LogThresholds(min_points=11))
+    fs = find_symptoms(m, Reference(level="P2"), Thresholds(min_points=11))
     assert [f.id for f in fs] == ["healthy"]  # 10 evaluations < 11 required
     fs = find_symptoms(m, Reference(level="P2"))
     assert fs[0].id == "background-collapse" and fs[0].evidence["started_at"] == 0

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from convdiag.diagnosis.thresholds import Thresholds
 from convdiag.errors import InputError
-from convdiag.watch.monitor import ConvdiagWarning, Monitor, MonitorThresholds
+from convdiag.watch.monitor import ConvdiagWarning, Monitor
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "monitor_loop.py"
 
@@ -166,7 +167,7 @@ def _collapsed(seed: int = 0) -> tuple[dict[str, torch.Tensor], list[np.ndarray]
 
 def test_collapse_warns_once_after_patience_then_resolves() -> None:
     out, pts = _collapsed()
-    mon = Monitor("P2", every=2, thresholds=MonitorThresholds(patience=3))
+    mon = Monitor("P2", every=2, thresholds=Thresholds(patience=3))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(12):
@@ -198,7 +199,7 @@ def test_non_finite_warns_at_once() -> None:
     z, reg, pts = _batch(0)
     z[0, 0, 2, 3] = np.nan
     mon = Monitor("P2", every=1)
-    with pytest.warns(ConvdiagWarning, match="non-finite values at P2 since step 1"):
+    with pytest.warns(ConvdiagWarning, match="non-finite outputs at P2 since step 1"):
         mon.update((torch.from_numpy(z).float(), torch.from_numpy(reg).float()), pts)
     assert mon.report()[0].id == "non-finite-outputs"
     assert mon.report()[0].evidence["nonfinite_cls"] == 1
@@ -219,7 +220,7 @@ def test_regression_collapse_where_offsets_matter() -> None:
     pts = [np.stack([rng.uniform(0, gw * 16, 4), rng.uniform(0, gh * 16, 4)], 1) for _ in range(b)]
     cls = torch.full((b, 1, gh, gw), -2.0)
     reg = torch.full((b, 2, gh, gw), 0.5) + 0.001 * torch.randn(b, 2, gh, gw)
-    mon = Monitor("P4", every=1, thresholds=MonitorThresholds(patience=2))
+    mon = Monitor("P4", every=1, thresholds=Thresholds(patience=2))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(2):
@@ -228,7 +229,7 @@ def test_regression_collapse_where_offsets_matter() -> None:
     f = {f.id: f for f in mon.report()}["regression-collapse"]
     assert f.evidence["offset_std_ratio"] < 0.5 and f.evidence["centre_rms_px"] > 1.8
     # the same collapsed head at P2 costs little: not flagged (analyze's rule)
-    p2 = Monitor("P2", every=1, warn=False, thresholds=MonitorThresholds(patience=1))
+    p2 = Monitor("P2", every=1, warn=False, thresholds=Thresholds(patience=1))
     p2.update({"cls": torch.full((b, 1, 24, 32), -2.0),
                "reg": torch.full((b, 2, 24, 32), 0.5)}, pts)  # fmt: skip
     assert "regression-collapse" not in {f.id for f in p2.report()}
@@ -240,11 +241,24 @@ def test_image_sizes_and_levels() -> None:
     out = {"P2": {"cls": torch.from_numpy(z).float()}, "P4": {"cls": p4}}
     st = Monitor("P4", every=1, warn=False).update(out, pts)
     assert st is not None and st["targets"] >= 1
-    # own image sizes: cells beyond an image's own grid are ignored
+    # own image sizes: cells beyond an image's own grid are ignored. The third image is
+    # 20x64 (a 5x16 grid at P2): its padded rows fire at +20, everything else is at -20.
+    own = [np.array([[6.0, 6.0], [30.0, 42.0]]), np.array([[50.0, 10.0]]),
+           np.array([[10.0, 10.0], [40.0, 14.0]])]  # fmt: skip
+    logits = torch.full((3, 1, 12, 16), -20.0)
+    logits[2, :, 5:, :] = 20.0
     st = Monitor("P2", every=1, warn=False).update(
-        torch.zeros(3, 1, 12, 16), pts, image_size=[(48, 64), (48, 64), (20, 64)]
+        logits, own, image_size=[(48, 64), (48, 64), (20, 64)]
     )
     assert st is not None
+    valid_cells = 2 * 12 * 16 + 5 * 16
+    assert st["targets"] == 5
+    assert st["prior"] == pytest.approx(5 / valid_cells)
+    assert st["mean_score"] == pytest.approx(float(torch.sigmoid(torch.tensor(-20.0))), rel=1e-3)
+    assert st["peak_score_p50"] < 1e-6  # no target peak sees the padded +20 rows
+    # the same logits with one padded size count the +20 rows: the check above has teeth
+    st_pad = Monitor("P2", every=1, warn=False).update(logits, own, image_size=(48, 64))
+    assert st_pad is not None and st_pad["mean_score"] > 0.1
     with pytest.raises(InputError, match="outputs P2 only"):
         Monitor("P3", every=1).update(torch.zeros(3, 1, 12, 16), pts, image_size=(48, 64))
     with pytest.raises(InputError, match="2 target arrays for a batch of 3"):
@@ -294,7 +308,8 @@ def test_example_script_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_lightning_callback(tmp_path: Path) -> None:
-    pl = pytest.importorskip("lightning.pytorch")
+    import lightning.pytorch as pl
+
     from convdiag.models.detector import reference
     from convdiag.targets.labels import render_batch
     from convdiag.targets.losses import bce_loss, offset_l1_loss

@@ -126,8 +126,8 @@ def remedies_from_report(
     Architecture advice, and level-change / fused-head for a model that is not the reference
     detector, are skipped and named with the reason.
     """
-    from convdiag.diagnosis.findings import REMEDY_IDS
     from convdiag.errors import InputError
+    from convdiag.remedies.catalogue import REMEDY_IDS
 
     try:
         rep = json.loads(path.read_text())

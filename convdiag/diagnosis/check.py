@@ -12,10 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convdiag.diagnosis.findings import SEVERITY_OF, Finding, severity_rank
+from convdiag.diagnosis.catalogue import KINDS
+from convdiag.diagnosis.findings import Finding, severity_rank
 
-LABEL_CHECKS = ("label-quantization", "label-collision", "extreme-imbalance")
-MODEL_CHECKS = tuple(k for k in SEVERITY_OF if not k.startswith("label-"))
+LABEL_CHECKS = tuple(k.id for k in KINDS if "labels" in k.surfaces)
+MODEL_CHECKS = tuple(
+    k.id
+    for k in KINDS
+    if "analyze" in k.surfaces and k.severity != "info" and not k.id.startswith("label-")
+)
 
 
 @dataclass

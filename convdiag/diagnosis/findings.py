@@ -9,35 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# Severity of each finding id: the one table of ``diagnosis.catalogue``.
+from convdiag.diagnosis.catalogue import SEVERITY_OF
+
 SEVERITIES = ("info", "warning", "error")
-
-# DESIGN.md "Exit codes": severity of each finding id; any other id is info.
-SEVERITY_OF = {
-    "background-collapse": "error",
-    "calibration-collapse": "error",
-    "fp-flood": "error",
-    "regression-collapse": "error",
-    "non-finite-outputs": "error",
-    "gradient-starvation": "warning",
-    "head-imbalance": "warning",
-    "label-quantization": "warning",
-    "label-collision": "warning",
-}
-
-REMEDY_IDS = (
-    "soft-labels",
-    "sigma-schedule",
-    "focal-loss",
-    "pos-weight",
-    "ohem",
-    "loss-ramp",
-    "oversample",
-    "copy-paste",
-    "level-change",
-    "fused-head",
-)
-# Recommended with evidence, never applied by retrain.
-ADVICE_IDS = ("spatial-attention", "deformable-conv", "position-sensitive-offset", "coarse-to-fine")
 
 
 @dataclass

@@ -7,7 +7,7 @@ Looked up in the working directory (``convdiag.toml`` wins when both exist). Lay
     threshold = 0.5
     batch = 8
 
-    [tool.convdiag.thresholds]   # diagnosis thresholds (names: see diagnose.Thresholds)
+    [tool.convdiag.thresholds]   # diagnosis thresholds (names: see diagnosis.thresholds.Thresholds)
     auc_min = 0.9
     fp_per_image_max = 5
 
@@ -26,6 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from convdiag.errors import InputError
+
+# The accepted threshold keys: registered by ``convdiag.diagnosis.thresholds`` on import
+# (load/ never imports diagnosis/); None = not registered yet, any name is kept.
+_THRESHOLD_NAMES: tuple[str, ...] | None = None
+
+
+def register_threshold_names(names: tuple[str, ...]) -> None:
+    """Set the threshold keys a config file may use (called by the diagnosis core)."""
+    global _THRESHOLD_NAMES
+    _THRESHOLD_NAMES = tuple(names)
+
 
 # Option defaults a config file may set, with their types.
 DEFAULT_TYPES: dict[str, type] = {
@@ -106,16 +117,14 @@ def load_config(
     """Read and validate the configuration of ``cwd`` (see the module docstring).
 
     ``threshold_names``: the accepted threshold keys (default: the fields of
-    ``diagnose.Thresholds``).
+    ``diagnosis.thresholds.Thresholds``, registered when the diagnosis core is imported).
     """
     found = find_config(cwd)
     if found is None:
         return Config()
     path, table = found
     if threshold_names is None:
-        from convdiag.diagnosis.rules import Thresholds
-
-        threshold_names = Thresholds.names()
+        threshold_names = _THRESHOLD_NAMES
     where = "[tool.convdiag]" if path.name == "pyproject.toml" else "the top level"
     cfg = Config(path=path)
     for key, value in table.items():
@@ -131,12 +140,12 @@ def load_config(
     return cfg
 
 
-def _thresholds(path: Path, value: Any, names: tuple[str, ...]) -> dict[str, float]:
+def _thresholds(path: Path, value: Any, names: tuple[str, ...] | None) -> dict[str, float]:
     if not isinstance(value, dict):
         raise InputError(f"{path}: 'thresholds' must be a table of numbers")
     out: dict[str, float] = {}
     for k, v in value.items():
-        if k not in names:
+        if names is not None and k not in names:
             raise InputError(f"{path}: unknown threshold {k!r} (known: {', '.join(sorted(names))})")
         out[k] = _typed(path, f"thresholds.{k}", v, float)
     return out

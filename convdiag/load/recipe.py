@@ -118,17 +118,3 @@ class Recipe:
         parts.append(f"bias {self.bias_init}")
         return ", ".join(parts)
 
-
-# Defaults of each remedy, and the recipe fields they set.
-REMEDY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "soft-labels": {"kernel": 3, "sigma": 1.0, "trunc": 0.1},
-    "sigma-schedule": {"schedule": "dynamic"},
-    "focal-loss": {"alpha": 2.0, "beta": 4.0},
-    "pos-weight": {"w": 100.0},
-    "ohem": {"ratio": 3.0},
-    "loss-ramp": {"start": 1.0, "end": 10.0, "ramp": 0.3, "cap": 10.0},
-    "oversample": {"p": 0.5},
-    "copy-paste": {"n": 2},
-    "level-change": {"level": "P4"},
-    "fused-head": {},
-}

@@ -1,0 +1,1 @@
+"""The remedy stage: the catalogue (``catalogue``) and applying a remedy (``apply``)."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from convdiag.diagnosis.findings import ADVICE_IDS, REMEDY_IDS
+from convdiag.diagnosis.remedy_catalogue import ADVICE_IDS, REMEDY_DEFAULTS, REMEDY_IDS
 from convdiag.errors import InputError
-from convdiag.load.recipe import REMEDY_DEFAULTS, Recipe
+from convdiag.load.recipe import Recipe
 from convdiag.targets.geometry import level_name
 
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from convdiag.diagnosis.thresholds import Thresholds
 from convdiag.errors import InputError
 from convdiag.watch.mapping import MappedLog, map_columns, parse_map
-from convdiag.watch.symptoms import LogThresholds, Reference, ends, find_symptoms, finite
+from convdiag.watch.symptoms import Reference, ends, find_symptoms, finite
 
 SCHEMA = 1
 # Hard labels: a constant predictor's loss is scale-free once the image holds many cells.
@@ -168,7 +169,7 @@ def analyze_log(
     margin: float = 0.3,
     reg_margin: float = 0.15,
     radius: float = 3.0,
-    thresholds: LogThresholds | None = None,
+    thresholds: Thresholds | None = None,
     out: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Read the log at ``path`` and return the report (see the module docstring).
@@ -193,8 +194,9 @@ def analyze_log(
     raw = read_log(Path(path), log_format, user.get("step"))
     mapped = map_columns(raw, user)
     ref = build_reference(mapped, level, loss, prior, data, dataset, radius)
-    th = thresholds or LogThresholds()
-    th.margin, th.reg_margin = float(margin), float(reg_margin)
+    th = (thresholds or Thresholds()).replace(
+        loss_margin=float(margin), reg_margin=float(reg_margin)
+    )
     findings = find_symptoms(mapped, ref, th)
     report: dict[str, Any] = {
         "schema": SCHEMA,

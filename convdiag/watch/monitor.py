@@ -42,43 +42,21 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from convdiag.diagnosis.catalogue import title
 from convdiag.diagnosis.findings import Finding, Remedy
+from convdiag.diagnosis.remedy_catalogue import defaults
+from convdiag.diagnosis.thresholds import Thresholds
 from convdiag.errors import InputError
 
 
 class ConvdiagWarning(UserWarning):
     """A convergence symptom seen by ``Monitor`` (filter with ``warnings`` as usual)."""
-
-
-@dataclass
-class MonitorThresholds:
-    """When a sample counts as symptomatic (``diagnose.Thresholds`` defaults where shared)."""
-
-    patience: int = 3
-    margin: float = 0.3
-    peak_share_min: float = 0.5
-    grad_share_min: float = 0.2
-    offset_std_ratio_min: float = 0.5
-    offset_r2_min: float = 0.25
-    offset_needed_radius_share: float = 0.6
-    head_ratio_max: float = 100.0
-    min_targets: int = 10
-
-
-TITLES = {
-    "non-finite-outputs": "non-finite values",
-    "background-collapse": "background collapse",
-    "gradient-starvation": "gradient starvation",
-    "regression-collapse": "regression collapse",
-    "head-imbalance": "head imbalance",
-}
 
 
 def _points(targets: Any, n: int) -> list[np.ndarray]:
@@ -133,7 +111,7 @@ class Monitor:
         threshold: float = 0.5,
         radius: float = 3.0,
         outputs: str = "logits",
-        thresholds: MonitorThresholds | None = None,
+        thresholds: Thresholds | None = None,
     ) -> None:
         from convdiag.targets.geometry import level_name, stride_of
 
@@ -154,7 +132,7 @@ class Monitor:
         self.threshold = threshold
         self.radius = radius
         self.outputs = outputs
-        self.th = thresholds or MonitorThresholds()
+        self.th = thresholds or Thresholds()
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self._label_sum = 0.0
@@ -399,9 +377,9 @@ class Monitor:
     def _symptoms(self, st: dict[str, Any]) -> dict[str, bool]:
         th = self.th
         peaks = st["peaks_above_threshold"]
-        unlearned = peaks is not None and peaks < th.peak_share_min
+        unlearned = peaks is not None and peaks < th.calibration_peak_share
         ratio = st["loss_ratio"]
-        at_const = ratio is not None and abs(ratio - 1.0) <= th.margin
+        at_const = ratio is not None and abs(ratio - 1.0) <= th.loss_margin
         share = st["pos_grad_share"]
         sr, r2 = st["offset_std_ratio"], st["offset_r2"]
         centre = st["centre_rms_px"]
@@ -454,13 +432,12 @@ class Monitor:
         nums = ", ".join(f"{k} {_fmt(ev[k])}" for k in keys[:5])
         tail = f" Try: --remedy {remedy_text(top.to_dict())}." if top else ""
         return (
-            f"convdiag: {TITLES.get(f.id, f.id)} at {self.level} since step {ev['started_at']} "
+            f"convdiag: {title(f.id)} at {self.level} since step {ev['started_at']} "
             f"({ev['samples']} checks): {nums}.{tail}"
         )
 
     def _finding(self, sid: str, st: dict[str, Any], start: int, n: int) -> Finding:
         from convdiag.analyses.run import soft_params_for
-        from convdiag.load.recipe import REMEDY_DEFAULTS
         from convdiag.watch.symptoms import Reference, signal_remedies
 
         prior = st["prior"]
@@ -476,7 +453,7 @@ class Monitor:
                 f"NaN or infinite outputs, loss or gradients at step {st['step']}: training "
                 "diverged. Lower the learning rate, cap the loss weight, check input scaling."
             )
-            rem = [Remedy("loss-ramp", dict(REMEDY_DEFAULTS["loss-ramp"]),
+            rem = [Remedy("loss-ramp", defaults("loss-ramp"),
                           "a capped weight ramp avoids the early blow-up")]  # fmt: skip
         elif sid in ("background-collapse", "gradient-starvation"):
             ev = _pick(st, "peak_score_p50", "peaks_above_threshold", "loss_ratio", "cls_loss",
@@ -519,7 +496,7 @@ class Monitor:
             )
             rem = []
             if weak == "classification":
-                rem.append(Remedy("loss-ramp", dict(REMEDY_DEFAULTS["loss-ramp"]),
+                rem.append(Remedy("loss-ramp", defaults("loss-ramp"),
                                   "raises the cls-loss weight gradually, capped"))  # fmt: skip
         evidence = {**base, **{k: _round(v) for k, v in ev.items()}}
         return Finding(sid, lv, evidence, text, rem)
@@ -617,4 +594,4 @@ def MonitorCallback(monitor: Monitor | None = None, log: bool = True, **monitor_
     return _CALLBACK_CLASS(monitor or Monitor(**monitor_kwargs), log)
 
 
-__all__ = ["ConvdiagWarning", "Monitor", "MonitorCallback", "MonitorThresholds"]
+__all__ = ["ConvdiagWarning", "Monitor", "MonitorCallback"]

@@ -33,31 +33,17 @@ from typing import Any
 import numpy as np
 
 from convdiag.diagnosis.findings import Finding, Remedy
+from convdiag.diagnosis.remedy_catalogue import (
+    SIGNAL_REMEDIES,
+    defaults,
+    measured_why,
+    nonfinite_remedies,
+    rank,
+    usable,
+)
+from convdiag.diagnosis.thresholds import Thresholds
 from convdiag.watch.mapping import MappedLog
 from convdiag.watch.table import Series
-
-
-@dataclass
-class LogThresholds:
-    """Thresholds of the log rules (see the module docstring)."""
-
-    f1_min: float = 0.1
-    min_points: int = 3
-    loss_fall_min: float = 0.1
-    margin: float = 0.3
-    reg_margin: float = 0.15
-    reg_flat_max: float = 0.1
-    fp_per_image_max: float = 5.0
-    fp_fall_min: float = 0.3
-    precision_max_flood: float = 0.3
-    precision_rise_min: float = 0.1
-    plateau_points: int = 5
-    plateau_decimals: int = 6
-    smooth: int = 5
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data."""
-        return asdict(self)
 
 
 @dataclass
@@ -145,26 +131,22 @@ def signal_remedies(ref: Reference) -> list[Remedy]:
     on the dim synthetic P2 set (``diagnose.MEASURED_F1``); those the run already uses
     (``ref.loss``) are left out; then a coarser level (from ``--data``) and advice."""
     from convdiag.analyses.run import pos_weight_for
-    from convdiag.diagnosis.rules import MEASURED_F1, MEASURED_WHY, UNMEASURED_PRIOR
-    from convdiag.load.recipe import REMEDY_DEFAULTS
 
     cands: list[Remedy] = []
-    if ref.loss != "focal":
-        cands.append(Remedy("focal-loss", {"alpha": 2.0, "beta": 4.0}))
-    cands.append(Remedy("soft-labels", dict(ref.soft)))
-    cands.append(Remedy("sigma-schedule", {"schedule": "dynamic"}))
-    if ref.loss == "bce":
-        w = pos_weight_for(ref.neg_per_pos) if ref.neg_per_pos else 100.0
-        cands.append(Remedy("pos-weight", {"w": w}))
-    cands.append(Remedy("loss-ramp", dict(REMEDY_DEFAULTS["loss-ramp"])))
-    cands.append(Remedy("oversample", {"p": 0.5}))
-    if ref.loss == "bce":
-        cands.append(Remedy("ohem", {"ratio": 3.0}))
-    for r in cands:
-        r.why = MEASURED_WHY.get(r.id, "not measured here; ranked below the measured remedies")
-        if r.id == "pos-weight" and ref.neg_per_pos:
+    for rid in SIGNAL_REMEDIES:
+        if not usable(rid, loss=ref.loss):
+            continue
+        params = defaults(rid)
+        if rid == "soft-labels":
+            params = dict(ref.soft)
+        elif rid == "pos-weight" and ref.neg_per_pos:
+            params = {"w": pos_weight_for(ref.neg_per_pos)}
+        r = Remedy(rid, params, measured_why(rid))
+        if rid == "pos-weight" and ref.neg_per_pos:
             r.why += f"; w = sqrt({ref.neg_per_pos:,.0f} negatives per positive)"
-    cands.sort(key=lambda r: -MEASURED_F1.get(r.id, UNMEASURED_PRIOR))
+        cands.append(r)
+    # No gradients in a log: the measured F1 alone ranks (gain 0).
+    cands = rank((r, 0.0) for r in cands)
     if ref.coarser_level:
         cands.append(
             Remedy(
@@ -189,8 +171,6 @@ def signal_remedies(ref: Reference) -> list[Remedy]:
 
 def non_finite(m: MappedLog, axis: str) -> list[Finding]:
     """One non-finite-outputs finding listing every series with NaN or Inf."""
-    from convdiag.load.recipe import REMEDY_DEFAULTS
-
     parts, first, total = [], math.inf, 0
     for key, s in m.series.items():
         bad = ~s.finite
@@ -209,18 +189,12 @@ def non_finite(m: MappedLog, axis: str) -> list[Finding]:
             f"NaN or infinite values from {_at(axis, first)}: {'; '.join(parts)}. Training "
             "diverged there; every later number is unreliable. Lower the learning rate, cap "
             "the loss weight and check the input scaling.",
-            [
-                Remedy(
-                    "loss-ramp",
-                    dict(REMEDY_DEFAULTS["loss-ramp"]),
-                    "a capped cls-loss weight ramp avoids the early blow-up of large weights",
-                )
-            ],
+            nonfinite_remedies(),
         )
     ]
 
 
-def plateaus(m: MappedLog, axis: str, th: LogThresholds) -> list[Finding]:
+def plateaus(m: MappedLog, axis: str, th: Thresholds) -> list[Finding]:
     """loss-plateau findings: the longest run of values equal to ``plateau_decimals``."""
     out: list[Finding] = []
     for key in ("loss", "cls_loss", "reg_loss"):
@@ -280,7 +254,7 @@ def plateaus(m: MappedLog, axis: str, th: LogThresholds) -> list[Finding]:
     return out
 
 
-def _stretch(x: np.ndarray, cond: np.ndarray, th: LogThresholds) -> int | None:
+def _stretch(x: np.ndarray, cond: np.ndarray, th: Thresholds) -> int | None:
     i0 = stays_from(cond)
     if i0 is None or len(cond) - i0 < th.min_points:
         return None
@@ -303,7 +277,7 @@ def _loss_fall(m: MappedLog, x0: float) -> dict[str, Any]:
 
 
 def _at_constant(
-    s: Series | None, c: float | None, margin: float, th: LogThresholds
+    s: Series | None, c: float | None, margin: float, th: Thresholds
 ) -> tuple[int | None, np.ndarray, np.ndarray]:
     """Start index of the final stretch where the smoothed s / c is within margin of 1."""
     if s is None or c is None or c <= 0:
@@ -318,7 +292,7 @@ def _at_constant(
     return i0, x, v
 
 
-def collapse(m: MappedLog, ref: Reference, axis: str, th: LogThresholds) -> list[Finding]:
+def collapse(m: MappedLog, ref: Reference, axis: str, th: Thresholds) -> list[Finding]:
     """background-collapse (see the module docstring)."""
     metric = next((k for k in ("f1", "recall", "map") if k in m.series), None)
     stuck_at: float | None = None
@@ -342,7 +316,7 @@ def collapse(m: MappedLog, ref: Reference, axis: str, th: LogThresholds) -> list
             f1_min=th.f1_min,
             evaluations=len(v) - i0,
         )
-    j0, xc, vc = _at_constant(m.series.get("cls_loss"), ref.constant_loss, th.margin, th)
+    j0, xc, vc = _at_constant(m.series.get("cls_loss"), ref.constant_loss, th.loss_margin, th)
     const_at = float(xc[j0]) if j0 is not None else None
     if stuck_at is None and const_at is None:
         return []
@@ -356,7 +330,7 @@ def collapse(m: MappedLog, ref: Reference, axis: str, th: LogThresholds) -> list
             cls_loss_last=ends(vc)[1],
             constant_loss=ref.constant_loss,
             loss_ratio=ratio_last,
-            margin=th.margin,
+            margin=th.loss_margin,
             cls_at_constant_from=const_at,
             prior=ref.prior,
         )
@@ -396,7 +370,7 @@ def collapse(m: MappedLog, ref: Reference, axis: str, th: LogThresholds) -> list
     return [Finding("background-collapse", ref.level, _ev(**ev), text, signal_remedies(ref))]
 
 
-def fp_flood(m: MappedLog, axis: str, th: LogThresholds) -> list[Finding]:
+def fp_flood(m: MappedLog, axis: str, th: Thresholds) -> list[Finding]:
     """fp-flood (see the module docstring)."""
     if "fp" in m.series:
         x, v = finite(m.series["fp"])
@@ -450,7 +424,7 @@ def fp_flood(m: MappedLog, axis: str, th: LogThresholds) -> list[Finding]:
     else:
         return []
     rem = [
-        Remedy("focal-loss", {"alpha": 2.0, "beta": 4.0}, "down-weights the easy background"),
+        Remedy("focal-loss", defaults("focal-loss"), "down-weights the easy background"),
         Remedy("ohem", {"ratio": 3.0}, "keeps the hardest negatives, the clutter that fires"),
         Remedy("soft-labels", {"kernel": 3, "sigma": 1.0, "trunc": 0.1}, "fewer near-miss peaks"),
         Remedy("spatial-attention", {}, "separates dim targets from clutter (seed)", False),
@@ -467,7 +441,7 @@ def fp_flood(m: MappedLog, axis: str, th: LogThresholds) -> list[Finding]:
     ]
 
 
-def regression(m: MappedLog, ref: Reference, axis: str, th: LogThresholds) -> list[Finding]:
+def regression(m: MappedLog, ref: Reference, axis: str, th: Thresholds) -> list[Finding]:
     """regression-collapse (see the module docstring)."""
     s = m.series.get("reg_loss")
     i0, x, v = _at_constant(s, ref.reg_constant, th.reg_margin, th)
@@ -525,12 +499,12 @@ def regression(m: MappedLog, ref: Reference, axis: str, th: LogThresholds) -> li
     ]
 
 
-def find_symptoms(m: MappedLog, ref: Reference, th: LogThresholds | None = None) -> list[Finding]:
+def find_symptoms(m: MappedLog, ref: Reference, th: Thresholds | None = None) -> list[Finding]:
     """Every symptom of a mapped log, sorted by severity, then rule order; with none at
     warning or above, one ``healthy`` finding."""
     from convdiag.diagnosis.rules import sort_findings
 
-    t = th or LogThresholds()
+    t = th or Thresholds()
     axis = m.raw.x_name
     found = non_finite(m, axis)
     flood = fp_flood(m, axis, t)

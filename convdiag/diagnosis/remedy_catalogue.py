@@ -1,0 +1,129 @@
+"""The remedy catalogue: stable ids, default parameters, measured ranking and its text.
+
+DESIGN.md "Remedies": the ids are the same in a report's recommendations and in ``retrain
+--remedy ID[:key=value,...]``. The focal parameters (CenterNet alpha 2, beta 4) come from
+``targets.constant_loss``, where the losses define them once. Remedies are ranked by the F1
+each reached on the dim synthetic P2 set of DESIGN.md "Performance notes" (focal loss alone
+0.63, soft labels and the dynamic schedule matched it, pos_weight 100 0.45, OHEM 3:1 with
+hard labels 0.01), plus, where a surface measured it, half the gain in target-area gradient
+share that the counterfactual gradient of the same logits under the remedy shows
+(``analyses.gradients``).
+
+This module sits in ``diagnosis/`` because the rules attach ranked remedies to their
+findings and a lower folder never imports a higher one; ``convdiag.remedies`` re-exports it
+next to the code that applies a remedy to a recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from convdiag.diagnosis.findings import Remedy
+from convdiag.targets.constant_loss import FOCAL_ALPHA, FOCAL_BETA
+
+# Parameters of each applicable remedy, with their defaults (``retrain --remedy``).
+REMEDY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "soft-labels": {"kernel": 3, "sigma": 1.0, "trunc": 0.1},
+    "sigma-schedule": {"schedule": "dynamic"},
+    "focal-loss": {"alpha": FOCAL_ALPHA, "beta": FOCAL_BETA},
+    "pos-weight": {"w": 100.0},
+    "ohem": {"ratio": 3.0},
+    "loss-ramp": {"start": 1.0, "end": 10.0, "ramp": 0.3, "cap": 10.0},
+    "oversample": {"p": 0.5},
+    "copy-paste": {"n": 2},
+    "level-change": {"level": "P4"},
+    "fused-head": {},
+}
+REMEDY_IDS = tuple(REMEDY_DEFAULTS)
+# Recommended with evidence, never applied by retrain.
+ADVICE_IDS = ("spatial-attention", "deformable-conv", "position-sensitive-offset", "coarse-to-fine")
+
+# Measured F1 of each remedy on the dim synthetic P2 set (DESIGN.md "Performance notes").
+MEASURED_F1 = {
+    "focal-loss": 0.63,
+    "soft-labels": 0.63,
+    "sigma-schedule": 0.63,
+    "pos-weight": 0.45,
+    "ohem": 0.01,
+}
+UNMEASURED_PRIOR = 0.3
+MEASURED_WHY = {
+    "focal-loss": "focal loss alone fixed P2 on the dim synthetic set (F1 0.63)",
+    "soft-labels": "soft labels matched focal loss on the dim synthetic set (F1 ~0.63)",
+    "sigma-schedule": "the dynamic schedule matched focal loss on the dim synthetic set",
+    "pos-weight": "pos_weight 100 helped partly on the dim synthetic set (F1 0.45)",
+    "ohem": "OHEM 3:1 with hard labels failed on the dim synthetic set (F1 0.01)",
+}
+UNMEASURED_WHY = "not measured here; ranked below the measured remedies"
+
+# The learning-signal remedies every collapse rule draws from, in catalogue order.
+SIGNAL_REMEDIES = (
+    "focal-loss",
+    "soft-labels",
+    "sigma-schedule",
+    "pos-weight",
+    "loss-ramp",
+    "oversample",
+    "ohem",
+)
+
+
+def defaults(rid: str) -> dict[str, Any]:
+    """A fresh copy of the default parameters of remedy ``rid``."""
+    return dict(REMEDY_DEFAULTS[rid])
+
+
+def measured_why(rid: str) -> str:
+    """The text that says what was measured for ``rid`` (or that nothing was)."""
+    return MEASURED_WHY.get(rid, UNMEASURED_WHY)
+
+
+def score(rid: str, gain: float = 0.0) -> float:
+    """Ranking score: the measured F1 (else the unmeasured prior) plus half ``gain``."""
+    return MEASURED_F1.get(rid, UNMEASURED_PRIOR) + 0.5 * gain
+
+
+def rank(candidates: Iterable[tuple[Remedy, float]]) -> list[Remedy]:
+    """The remedies of (remedy, gradient-share gain) pairs, best score first (stable)."""
+    scored = [(score(r.id, g), r) for r, g in candidates]
+    scored.sort(key=lambda sr: -sr[0])
+    return [r for _, r in scored]
+
+
+def usable(rid: str, *, loss: str, soft: bool = False, schedule: bool = False,
+           pos_weight: bool = False, ohem: bool = False, loss_ramp: bool = False,
+           oversample: bool = False) -> bool:  # fmt: skip
+    """Whether remedy ``rid`` changes a run with this recipe (one it already uses does not;
+    pos-weight and OHEM apply to BCE only)."""
+    if rid == "focal-loss":
+        return loss != "focal"
+    if rid == "soft-labels":
+        return not soft
+    if rid == "sigma-schedule":
+        return not schedule
+    if rid == "pos-weight":
+        return not pos_weight and loss == "bce"
+    if rid == "ohem":
+        return not ohem and loss == "bce"
+    if rid == "loss-ramp":
+        return not loss_ramp
+    if rid == "oversample":
+        return not oversample
+    return True
+
+
+def nonfinite_remedies() -> list[Remedy]:
+    """What every surface proposes for NaN or infinite values."""
+    return [
+        Remedy(
+            "loss-ramp",
+            defaults("loss-ramp"),
+            "a capped cls-loss weight ramp avoids the early blow-up of large weights",
+        )
+    ]
+
+
+def advice(rid: str, why: str) -> Remedy:
+    """Architecture advice: recommended with evidence, never applied by ``retrain``."""
+    return Remedy(rid, {}, why, applied=False)
