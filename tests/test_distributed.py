@@ -25,7 +25,7 @@ from convdiag.cli.distributed import command_line
 from convdiag.load.datasets import load_dataset
 from convdiag.load.recipe import Recipe
 from convdiag.training import distributed as dist
-from convdiag.training.loop import ImageCache, draw_batch
+from convdiag.training.batches import ImageCache, draw_batch
 
 
 @given(st.integers(0, 200), st.integers(1, 7))

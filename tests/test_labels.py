@@ -11,14 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convdiag.errors import InputError
-from convdiag.targets.labels import (
-    DYNAMIC,
-    Schedule,
-    parse_schedule,
-    render_batch,
-    render_heatmap,
-    soft_kernel_weights,
-)
+from convdiag.targets.labels import render_batch, render_heatmap, soft_kernel_weights
+from convdiag.targets.schedules import DYNAMIC, Schedule, parse_schedule
 
 
 def reference_heatmap(points, size, stride, kernel=None, sigma=1.0, trunc=0.1):

@@ -20,11 +20,10 @@ from convdiag.load.synth import SynthConfig, synthesize
 from convdiag.models.detector import reference
 from convdiag.targets.geometry import offset_targets, point_to_cell
 from convdiag.targets.supervision import label_params
+from convdiag.training.batches import ImageCache, draw_batch
 from convdiag.training.loop import (
     CheckpointTarget,
-    ImageCache,
     TrainingInterrupted,
-    draw_batch,
     train,
     training_loss,
 )

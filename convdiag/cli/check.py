@@ -79,7 +79,7 @@ def command(
     from convdiag.load.files import atomic_write_bytes, prepare_out_dir, write_json
     from convdiag.report.console import emit, md_table, table
     from convdiag.targets.geometry import parse_levels
-    from convdiag.targets.labels import parse_schedule
+    from convdiag.targets.schedules import parse_schedule
 
     t0 = time.perf_counter()
     cfg = load_config()

@@ -101,7 +101,8 @@ def command(
     from convdiag.report.console import emit
     from convdiag.report.labels_report import render_markdown, render_table
     from convdiag.targets.geometry import parse_levels
-    from convdiag.targets.labels import DEFAULT_KERNEL, DEFAULT_SIGMA, parse_schedule
+    from convdiag.targets.labels import DEFAULT_KERNEL, DEFAULT_SIGMA
+    from convdiag.targets.schedules import parse_schedule
 
     if level and levels:
         raise InputError("--level and --levels: give one of them")

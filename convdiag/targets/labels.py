@@ -1,4 +1,4 @@
-"""Hard and soft heatmap labels, batch rendering for training, and soft-label schedules.
+"""Hard and soft heatmap labels and batch rendering for training (schedules: ``schedules``).
 
 Conventions (DESIGN.md "Labels"): a target at (x, y) belongs to cell (i, j) =
 (floor(y/s), floor(x/s)) of the level's grid ceil(H/s) x ceil(W/s).
@@ -18,7 +18,6 @@ Targets whose cell lies outside the grid (points outside the image) get no label
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,24 @@ import torch
 
 from convdiag.errors import InputError
 from convdiag.targets.geometry import grid_size, stride_of
+from convdiag.targets.schedules import DYNAMIC, Schedule, parse_schedule  # re-exported
+
+__all__ = [
+    "DEFAULT_KERNEL",
+    "DEFAULT_SIGMA",
+    "DEFAULT_TRUNC",
+    "DYNAMIC",
+    "LabelBatch",
+    "Schedule",
+    "batch_heatmap",
+    "check_soft_params",
+    "displacement_table",
+    "parse_schedule",
+    "render_batch",
+    "render_heatmap",
+    "soft_kernel_weights",
+    "window_start",
+]
 
 DEFAULT_KERNEL = 3
 DEFAULT_SIGMA = 1.0
@@ -358,77 +375,3 @@ def render_batch(
         offset=offset.view(nb, 2, gh, gw),
         offset_mask=mask.view(nb, 1, gh, gw),
     )
-
-
-# --------------------------------------------------------------------------- schedules
-
-
-def _fmt_float(x: float) -> str:
-    short = f"{x:g}"
-    return short if float(short) == x else repr(float(x))
-
-
-@dataclass
-class Schedule:
-    """Soft-label schedule: phases (end_of_phase_fraction, kernel, sigma), ends increasing.
-
-    Phase p applies while progress < its end; progress >= the last end (1.0) stays in the
-    last phase. ``str(schedule)`` is ``"END:K:SIGMA,..."`` and round-trips through
-    ``parse_schedule``.
-    """
-
-    phases: list[tuple[float, int, float]]
-
-    def at(self, progress: float) -> tuple[int, float]:
-        """(kernel, sigma) at a training progress in [0, 1]."""
-        for end, k, sigma in self.phases:
-            if progress < end:
-                return k, sigma
-        _, k, sigma = self.phases[-1]
-        return k, sigma
-
-    def __str__(self) -> str:
-        return ",".join(f"{_fmt_float(e)}:{k}:{_fmt_float(s)}" for e, k, s in self.phases)
-
-
-DYNAMIC = Schedule([(0.3, 5, 1.2), (0.7, 4, 1.0), (1.0, 3, 0.8)])
-
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-
-
-def parse_schedule(text: str) -> Schedule:
-    """Parse ``"dynamic"`` or ``"END:K:SIGMA,..."`` (e.g. ``"0.3:5:1.2,0.7:4:1.0,1.0:3:0.8"``).
-
-    Ends strictly increase in (0, 1] and the last is 1.0; K is an integer >= 1; SIGMA > 0.
-    Anything else raises InputError naming --schedule and the problem.
-    """
-    raw = str(text).strip()
-    if raw.lower() == "dynamic":
-        return Schedule(list(DYNAMIC.phases))
-    if not raw:
-        raise InputError("--schedule: empty; use 'dynamic' or 'END:K:SIGMA,...'")
-    phases: list[tuple[float, int, float]] = []
-    for part in raw.split(","):
-        item = part.strip()
-        m = re.fullmatch(rf"({_NUM})\s*:\s*(\d+)\s*:\s*({_NUM})", item)
-        if not m:
-            raise InputError(
-                f"--schedule {raw!r}: phase {item!r} is not END:K:SIGMA "
-                "(e.g. 0.3:5:1.2,0.7:4:1.0,1.0:3:0.8) or 'dynamic'"
-            )
-        end, k, sigma = float(m.group(1)), int(m.group(2)), float(m.group(3))
-        if not 0 < end <= 1:
-            raise InputError(f"--schedule {raw!r}: phase end {end:g} is not in (0, 1]")
-        if phases and end <= phases[-1][0]:
-            prev = phases[-1][0]
-            raise InputError(
-                f"--schedule {raw!r}: phase ends must increase ({end:g} after {prev:g})"
-            )
-        if k < 1:
-            raise InputError(f"--schedule {raw!r}: kernel {k} must be >= 1")
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise InputError(f"--schedule {raw!r}: sigma {sigma:g} must be positive")
-        phases.append((end, k, sigma))
-    if phases[-1][0] != 1.0:
-        raise InputError(f"--schedule {raw!r}: the last phase must end at 1.0")
-    return Schedule(phases)

@@ -12,7 +12,8 @@ from convdiag.load.outputs import LevelOutput
 from convdiag.load.recipe import Recipe
 from convdiag.targets import losses
 from convdiag.targets.constant_loss import constant_loss
-from convdiag.targets.labels import LabelBatch, parse_schedule, render_batch
+from convdiag.targets.labels import LabelBatch, render_batch
+from convdiag.targets.schedules import parse_schedule
 
 
 def label_params(recipe: Recipe, progress: float) -> tuple[int | None, float | None]:
