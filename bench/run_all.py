@@ -28,7 +28,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 BENCH_DIR = Path(__file__).resolve().parent
-BENCHES = ("labels", "analyze", "train", "monitor", "decode")
+BENCHES = ("labels", "analyze", "train", "monitor", "decode", "logs")
 
 
 def load(name: str) -> ModuleType:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+from array import array
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,24 +31,53 @@ def _number(cell: str) -> float | None:
     return float(cell)  # accepts nan, inf, -inf, infinity in any case
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+MAX_LOG_BYTES = 4 * 2**30
+
+
+def open_log(path: Path) -> io.TextIOWrapper:
+    """Open a log file for streaming text reads: a regular file of at most ``MAX_LOG_BYTES``
+    (devices, FIFOs and sockets are refused: reading them may never end)."""
+    import stat
+
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        st = path.stat()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read as text ({e})") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file (a device, FIFO or socket)")
+    if st.st_size > MAX_LOG_BYTES:
+        raise InputError(
+            f"{path}: {st.st_size / 2**30:.1f} GiB, over the {MAX_LOG_BYTES >> 30} GiB limit"
+        )
     try:
-        rows = [
-            [c.strip() for c in r]
-            for r in csv.reader(io.StringIO(text))
-            if any(c.strip() for c in r)
-        ]
-    except csv.Error as e:
-        raise InputError(f"{path}: not a valid CSV file ({e})") from None
-    if not rows:
+        return path.open(encoding="utf-8-sig", newline="")
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _rows(path: Path) -> tuple[list[str], Iterator[list[str]]]:
+    """(header, the other non-blank rows), cells stripped, streamed from the file."""
+    f = open_log(path)
+
+    def gen() -> Iterator[list[str]]:
+        with f:
+            try:
+                for r in reader:
+                    if any(c.strip() for c in r):
+                        yield [c.strip() for c in r]
+            except csv.Error as e:
+                raise InputError(f"{path}: not a valid CSV file ({e})") from None
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path}: cannot read as text ({e})") from None
+
+    reader = csv.reader(f)
+    rows = gen()
+    header = next(rows, None)
+    if header is None:
         raise InputError(f"{path}: empty log (no header line)")
-    return rows[0], rows[1:]
+    return header, rows
 
 
 def _pick_x(header: list[str], x_column: str | None, path: Path) -> tuple[int | None, str]:
@@ -77,39 +108,48 @@ def read_csv_log(path: str | Path, fmt: str = "csv", x_column: str | None = None
     skipped (noted). Rows without an x value are dropped (noted).
     """
     p = Path(path)
-    header, rows = _read_rows(p)
+    header, rows = _rows(p)
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         raise InputError(f"{p}: duplicate column names {', '.join(dup)}")
     xk, x_name = _pick_x(header, x_column, p)
     notes: list[str] = []
     ncol = len(header)
-    cols: list[list[float | None]] = [[] for _ in range(ncol)]
+    # one float64 array per column, NaN for an empty cell and for a literal nan alike;
+    # `present` keeps which cells were given (a literal nan is a value, empty is missing)
+    cols = [array("d") for _ in range(ncol)]
+    present = [array("b") for _ in range(ncol)]
     numeric = [True] * ncol
+    n = 0
     for r in rows:
         if len(r) > ncol:
             raise InputError(
                 f"{p}: a row has {len(r)} cells for {ncol} header columns "
                 "(was the header rewritten mid-run? read the newest file)"
             )
-        r = r + [""] * (ncol - len(r))
-        for k, cell in enumerate(r):
+        n += 1
+        for k in range(ncol):
             if not numeric[k]:
                 continue
+            cell = r[k] if k < len(r) else ""
             try:
-                cols[k].append(_number(cell))
+                v = _number(cell)
             except ValueError:
                 numeric[k] = False
+                cols[k], present[k] = array("d"), array("b")  # free it
+                continue
+            cols[k].append(math.nan if v is None else v)
+            present[k].append(v is not None)
     skipped = [h for h, ok in zip(header, numeric, strict=True) if not ok]
     if skipped:
         notes.append(f"non-numeric columns skipped: {', '.join(skipped)}")
     if xk is not None and not numeric[xk]:
         raise InputError(f"{p}: column {header[xk]!r} holds non-numbers; it cannot be the step")
-    n = len(rows)
     if xk is None:
         x = np.arange(n, dtype=np.float64)
     else:
-        x = np.array([math.nan if v is None else v for v in cols[xk]], dtype=np.float64)
+        x = np.frombuffer(cols[xk], dtype=np.float64).copy()
+        x[np.frombuffer(present[xk], dtype=np.int8) == 0] = math.nan
         missing = int(np.isnan(x).sum())
         if missing:
             notes.append(f"{missing} rows without a {header[xk]} value dropped")
@@ -117,10 +157,11 @@ def read_csv_log(path: str | Path, fmt: str = "csv", x_column: str | None = None
     for k, name in enumerate(header):
         if not numeric[k] or k == xk or not name:
             continue
-        vals = cols[k]
-        keep = np.array([v is not None for v in vals], dtype=bool) & np.isfinite(x)
-        if not keep.any():
-            continue
-        v = np.array([math.nan if q is None else q for q in vals], dtype=np.float64)
-        series[name] = Series(name, x[keep], v[keep])
+        keep = np.frombuffer(present[k], dtype=np.int8).astype(bool)
+        keep &= np.isfinite(x)
+        if keep.any():
+            v = np.frombuffer(cols[k], dtype=np.float64)
+            series[name] = Series(name, x[keep], v[keep])
+            del v
+        cols[k], present[k] = array("d"), array("b")  # the copy is kept: free the column
     return RawLog(fmt, str(p), [str(p)], series, x_name, notes)

@@ -24,42 +24,60 @@ from typing import Any
 import numpy as np
 
 from convdiag.errors import InputError
+from convdiag.watch.csv_logs import open_log
 from convdiag.watch.table import RawLog, Series
 
 X_KEYS = ("step", "global_step", "iter", "iteration")
 TRAIN_MARKS = ("lr", "base_lr")
 
 
-def _load_lines(p: Path) -> tuple[list[dict[str, Any]], list[str]]:
+def _parse(text: str) -> Any:
+    """json.loads with every integer read as a float: a 5,000-digit integer is a huge number
+    (inf), never Python's int-conversion error; nesting past Python's recursion is an error."""
     try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{p}: cannot read as text ({e})") from None
+        return json.loads(text, parse_int=float)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text[:50], 0) from None
+
+
+def _load_lines(p: Path) -> tuple[list[dict[str, Any]], list[str]]:
     notes: list[str] = []
-    stripped = text.strip()
-    if stripped.startswith("["):
+    with open_log(p) as f:
+        first = ""
+        for first in iter(lambda: f.read(1), ""):
+            if not first.isspace():
+                break
+        f.seek(0)
         try:
-            data = json.loads(stripped)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
-        if not all(isinstance(d, dict) for d in data):
-            raise InputError(f"{p}: a JSON array of objects was expected")
-        return list(data), notes
-    lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
-    out: list[dict[str, Any]] = []
-    for k, (lineno, ln) in enumerate(lines):
-        try:
-            d = json.loads(ln)
-        except json.JSONDecodeError as e:
-            if k == len(lines) - 1 and out:  # a run still writing: the last line is cut
-                notes.append(f"line {lineno}: incomplete last line skipped")
-                continue
-            raise InputError(f"{p}: line {lineno} is not JSON ({e.msg})") from None
-        if not isinstance(d, dict):
-            raise InputError(f"{p}: line {lineno} is not a JSON object")
-        out.append(d)
+            if first == "[":  # a JSON array of objects: parsed whole
+                try:
+                    data = _parse(f.read())
+                except json.JSONDecodeError as e:
+                    raise InputError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
+                if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+                    raise InputError(f"{p}: a JSON array of objects was expected")
+                return list(data), notes
+            out: list[dict[str, Any]] = []
+            pending: tuple[int, str] | None = None  # a bad line is fatal unless it is the last
+            for lineno, ln in enumerate(f, start=1):
+                if not ln.strip():
+                    continue
+                if pending is not None:
+                    raise InputError(f"{p}: line {pending[0]} is not JSON ({pending[1]})")
+                try:
+                    d = _parse(ln)
+                except json.JSONDecodeError as e:
+                    pending = (lineno, e.msg)
+                    continue
+                if not isinstance(d, dict):
+                    raise InputError(f"{p}: line {lineno} is not a JSON object")
+                out.append(d)
+        except UnicodeDecodeError as e:
+            raise InputError(f"{p}: cannot read as text ({e})") from None
+    if pending is not None:
+        if not out:
+            raise InputError(f"{p}: line {pending[0]} is not JSON ({pending[1]})")
+        notes.append(f"line {pending[0]}: incomplete last line skipped")  # a run still writing
     return out, notes
 
 
