@@ -160,8 +160,8 @@ def read_csv_log(path: str | Path, fmt: str = "csv", x_column: str | None = None
         keep = np.frombuffer(present[k], dtype=np.int8).astype(bool)
         keep &= np.isfinite(x)
         if keep.any():
-            v = np.frombuffer(cols[k], dtype=np.float64)
-            series[name] = Series(name, x[keep], v[keep])
-            del v
+            vals = np.frombuffer(cols[k], dtype=np.float64)
+            series[name] = Series(name, x[keep], vals[keep])
+            del vals
         cols[k], present[k] = array("d"), array("b")  # the copy is kept: free the column
     return RawLog(fmt, str(p), [str(p)], series, x_name, notes)
