@@ -26,232 +26,33 @@ decide; losses compared with a reference are smoothed by a trailing median of 5 
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from convdiag.diagnosis.findings import Finding, Remedy
 from convdiag.diagnosis.remedy_catalogue import (
-    SIGNAL_REMEDIES,
     defaults,
-    measured_why,
-    nonfinite_remedies,
-    rank,
-    usable,
 )
 from convdiag.diagnosis.thresholds import Thresholds
+from convdiag.watch.log_rules_basic import non_finite, plateaus
+from convdiag.watch.log_rules_common import (
+    Reference,
+    at,
+    ends,
+    finite,
+    rel_drop,
+    signal_remedies,
+    stays_from,
+    trailing_median,
+)
+from convdiag.watch.log_rules_common import (
+    ev as evid,
+)
 from convdiag.watch.mapping import MappedLog
 from convdiag.watch.table import Series
 
-
-@dataclass
-class Reference:
-    """What the losses are compared with, and what the remedies need.
-
-    constant_loss: the best constant predictor's classification loss (``--loss`` kind) from
-    the prior; reg_constant: the offset L1 loss (mean over both axes) of the best constant
-    offset, 0.25 for offsets uniform in [0, 1). offsets_needed: whether the cell-centre
-    RMS error exceeds 0.6 x the match radius at ``level`` (None: level unknown).
-    """
-
-    level: str | None = None
-    loss: str = "bce"
-    prior: float | None = None
-    prior_source: str | None = None
-    constant_loss: float | None = None
-    constant_source: str | None = None
-    reg_constant: float = 0.25
-    reg_constant_source: str = "offsets uniform in [0, 1): E|t - 0.5| = 0.25"
-    neg_per_pos: float | None = None
-    coarser_level: str | None = None
-    finer_level: str | None = None
-    soft: dict[str, Any] = field(default_factory=lambda: {"kernel": 3, "sigma": 1.0, "trunc": 0.1})
-    offsets_needed: bool | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data."""
-        return asdict(self)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def finite(s: Series) -> tuple[np.ndarray, np.ndarray]:
-    """(x, values) of the finite values of ``s``."""
-    ok = s.finite
-    return s.x[ok], s.values[ok]
-
-
-def stays_from(cond: np.ndarray) -> int | None:
-    """Index where the final run of True in ``cond`` starts; None if the last is False."""
-    if len(cond) == 0 or not cond[-1]:
-        return None
-    false = np.nonzero(~cond)[0]
-    return int(false[-1] + 1) if len(false) else 0
-
-
-def trailing_median(v: np.ndarray, k: int) -> np.ndarray:
-    """out[i] = median(v[max(0, i - k + 1) : i + 1])."""
-    return np.array([np.median(v[max(0, i - k + 1) : i + 1]) for i in range(len(v))])
-
-
-def ends(v: np.ndarray) -> tuple[float, float]:
-    """Medians of the first and last quarter of ``v`` (at least one value each)."""
-    q = max(1, len(v) // 4)
-    return float(np.median(v[:q])), float(np.median(v[-q:]))
-
-
-def rel_drop(first: float, last: float) -> float | None:
-    """1 - last / first (None when first is 0)."""
-    return None if first == 0 else 1.0 - last / first
-
-
-def _r(v: Any, digits: int = 4) -> Any:
-    if isinstance(v, float | np.floating) and math.isfinite(v) and v != 0:
-        return float(f"{float(v):.{digits}g}")
-    return v
-
-
-def _ev(**kw: Any) -> dict[str, Any]:
-    return {k: _r(v) for k, v in kw.items()}
-
-
-def _at(axis: str, x: float) -> str:
-    return f"{axis} {x:g}"
-
-
-# --------------------------------------------------------------------------- remedies
-
-
-def signal_remedies(ref: Reference) -> list[Remedy]:
-    """Remedies that move the learning signal to the targets, ranked by the F1 each reached
-    on the dim synthetic P2 set (``diagnose.MEASURED_F1``); those the run already uses
-    (``ref.loss``) are left out; then a coarser level (from ``--data``) and advice."""
-    from convdiag.analyses.run import pos_weight_for
-
-    cands: list[Remedy] = []
-    for rid in SIGNAL_REMEDIES:
-        if not usable(rid, loss=ref.loss):
-            continue
-        params = defaults(rid)
-        if rid == "soft-labels":
-            params = dict(ref.soft)
-        elif rid == "pos-weight" and ref.neg_per_pos:
-            params = {"w": pos_weight_for(ref.neg_per_pos)}
-        r = Remedy(rid, params, measured_why(rid))
-        if rid == "pos-weight" and ref.neg_per_pos:
-            r.why += f"; w = sqrt({ref.neg_per_pos:,.0f} negatives per positive)"
-        cands.append(r)
-    # No gradients in a log: the measured F1 alone ranks (gain 0).
-    cands = rank((r, 0.0) for r in cands)
-    if ref.coarser_level:
-        cands.append(
-            Remedy(
-                "level-change",
-                {"level": ref.coarser_level},
-                f"{ref.coarser_level} has <= 1,000 negatives per positive (reference detector)",
-            )
-        )
-    cands.append(
-        Remedy(
-            "spatial-attention",
-            {},
-            "helps a dim target stand out from clutter (seed)",
-            applied=False,
-        )
-    )
-    return cands
-
-
 # --------------------------------------------------------------------------- rules
-
-
-def non_finite(m: MappedLog, axis: str) -> list[Finding]:
-    """One non-finite-outputs finding listing every series with NaN or Inf."""
-    parts, first, total = [], math.inf, 0
-    for key, s in m.series.items():
-        bad = ~s.finite
-        if bad.any():
-            x0 = float(s.x[bad][0])
-            first = min(first, x0)
-            total += int(bad.sum())
-            parts.append(f"{key} ({int(bad.sum())} from {_at(axis, x0)})")
-    if not parts:
-        return []
-    return [
-        Finding(
-            "non-finite-outputs",
-            None,
-            _ev(started_at=first, axis=axis, nonfinite_values=total, series="; ".join(parts)),
-            f"NaN or infinite values from {_at(axis, first)}: {'; '.join(parts)}. Training "
-            "diverged there; every later number is unreliable. Lower the learning rate, cap "
-            "the loss weight and check the input scaling.",
-            nonfinite_remedies(),
-        )
-    ]
-
-
-def plateaus(m: MappedLog, axis: str, th: Thresholds) -> list[Finding]:
-    """loss-plateau findings: the longest run of values equal to ``plateau_decimals``."""
-    out: list[Finding] = []
-    for key in ("loss", "cls_loss", "reg_loss"):
-        s = m.series.get(key)
-        if s is None:
-            continue
-        x, v = finite(s)
-        if len(v) < th.plateau_points:
-            continue
-        r = np.round(v, th.plateau_decimals)
-        change = np.nonzero(r[1:] != r[:-1])[0] + 1
-        starts = np.concatenate([[0], change])
-        stops = np.concatenate([change, [len(r)]])
-        k = int(np.argmax(stops - starts))
-        n = int(stops[k] - starts[k])
-        if n < th.plateau_points:
-            continue
-        a, b = int(starts[k]), int(stops[k]) - 1
-        value = float(r[a])
-        zero = value == 0.0
-        rem: list[Remedy] = []
-        if zero:
-            why = (
-                f"{key} is exactly 0: no positive reaches it (no target cell in the batches: "
-                "check the labels, the crops and the stride)"
-            )
-            rem = [
-                Remedy("oversample", {"p": 0.5}, "more crops that hold a target"),
-                Remedy("copy-paste", {"n": 2}, "targets pasted into every crop"),
-            ]
-        else:
-            why = (
-                f"{key} stays at {value:.6f}: nothing is learned there (a saturated head, a "
-                "learning rate too high or too low, frozen parameters)"
-            )
-        out.append(
-            Finding(
-                "loss-plateau",
-                None,
-                _ev(
-                    series=key,
-                    column=m.columns.get(key),
-                    value=value,
-                    values_equal=n,
-                    plateau_points=th.plateau_points,
-                    decimals=th.plateau_decimals,
-                    started_at=float(x[a]),
-                    until=float(x[b]),
-                    axis=axis,
-                ),
-                f"From {_at(axis, float(x[a]))} to {_at(axis, float(x[b]))}, {n} logged values "
-                f"of {why}.",
-                rem,
-                severity="warning",
-            )
-        )
-    return out
 
 
 def _stretch(x: np.ndarray, cond: np.ndarray, th: Thresholds) -> int | None:
@@ -339,7 +140,7 @@ def collapse(m: MappedLog, ref: Reference, axis: str, th: Thresholds) -> list[Fi
     if stuck_at is not None:
         parts.append(
             f"{m.columns.get(metric or '', metric)} stayed below {th.f1_min:g} from "
-            f"{_at(axis, stuck_at)} to the end ({ev['evaluations']} evaluations, last "
+            f"{at(axis, stuck_at)} to the end ({ev['evaluations']} evaluations, last "
             f"{ev['metric_last']:.3g})"
         )
         drop = fall.get("loss_drop")
@@ -355,19 +156,19 @@ def collapse(m: MappedLog, ref: Reference, axis: str, th: Thresholds) -> list[Fi
     if const_at is not None:
         parts.append(
             f"the cls loss sits at {ev['loss_ratio']:.2f}x the constant predictor's "
-            f"{ref.constant_loss:.4g} from {_at(axis, const_at)} ("
+            f"{ref.constant_loss:.4g} from {at(axis, const_at)} ("
             + (f"prior {ref.prior:.3g}, " if ref.prior is not None else "")
             + f"{ref.constant_source})"
         )
     npp = f"{ref.neg_per_pos:,.0f}" if ref.neg_per_pos else "thousands of"
     where = f" at {ref.level}" if ref.level else ""
     text = (
-        f"Background collapse{where} from {_at(axis, started)}: "
+        f"Background collapse{where} from {at(axis, started)}: "
         + "; ".join(parts)
         + f". The model learns the background, not the targets: with {npp} negatives per "
         "positive the loss is minimised by predicting background everywhere."
     )
-    return [Finding("background-collapse", ref.level, _ev(**ev), text, signal_remedies(ref))]
+    return [Finding("background-collapse", ref.level, evid(**ev), text, signal_remedies(ref))]
 
 
 def fp_flood(m: MappedLog, axis: str, th: Thresholds) -> list[Finding]:
@@ -381,7 +182,7 @@ def fp_flood(m: MappedLog, axis: str, th: Thresholds) -> list[Finding]:
         drop = rel_drop(a, b) or 0.0
         if drop >= th.fp_fall_min:
             return []
-        ev = _ev(
+        ev = evid(
             fp_first=a,
             fp_last=b,
             fp_drop=drop,
@@ -393,7 +194,7 @@ def fp_flood(m: MappedLog, axis: str, th: Thresholds) -> list[Finding]:
         )
         what = (
             f"{b:.1f} false positives per image at the end (above {th.fp_per_image_max:g} "
-            f"from {_at(axis, float(x[i0]))}), {a:.1f} at the start of that stretch: "
+            f"from {at(axis, float(x[i0]))}), {a:.1f} at the start of that stretch: "
             f"they fell {drop:.0%}, less than {th.fp_fall_min:.0%}"
         )
     elif "precision" in m.series and "recall" in m.series:
@@ -407,7 +208,7 @@ def fp_flood(m: MappedLog, axis: str, th: Thresholds) -> list[Finding]:
         if len(tail) == 0 or ends(tail)[1] < th.f1_min or b - a >= th.precision_rise_min:
             return []
         rec = ends(tail)[1]
-        ev = _ev(
+        ev = evid(
             precision_first=a,
             precision_last=b,
             recall_last=rec,
@@ -418,7 +219,7 @@ def fp_flood(m: MappedLog, axis: str, th: Thresholds) -> list[Finding]:
         )
         what = (
             f"precision stayed under {th.precision_max_flood:g} from "
-            f"{_at(axis, float(x[i0]))} ({a:.2f} -> {b:.2f}) while recall is {rec:.2f}: "
+            f"{at(axis, float(x[i0]))} ({a:.2f} -> {b:.2f}) while recall is {rec:.2f}: "
             "the targets are found among many false positives"
         )
     else:
@@ -478,7 +279,7 @@ def regression(m: MappedLog, ref: Reference, axis: str, th: Thresholds) -> list[
         Finding(
             "regression-collapse",
             ref.level,
-            _ev(
+            evid(
                 reg_loss_last=b,
                 reg_loss_first=a,
                 mean_predictor_loss=ref.reg_constant,
@@ -491,7 +292,7 @@ def regression(m: MappedLog, ref: Reference, axis: str, th: Thresholds) -> list[
             ),
             f"The offset loss {where}is flat at {b:.4g}, {b / ref.reg_constant:.2f}x the "
             f"{ref.reg_constant:.4g} of a head that predicts one constant offset "
-            f"({ref.reg_constant_source}), from {_at(axis, float(x[i0]))} (change "
+            f"({ref.reg_constant_source}), from {at(axis, float(x[i0]))} (change "
             f"{change:.1%}): the offset head ignores where the target sits in its cell." + cost,
             rem,
             severity=severity,
@@ -518,9 +319,12 @@ def find_symptoms(m: MappedLog, ref: Reference, th: Thresholds | None = None) ->
             Finding(
                 "healthy",
                 ref.level,
-                _ev(**{k: last[k] for k in ("f1", "recall", "fp", "cls_loss") if k in last}),
+                evid(**{k: last[k] for k in ("f1", "recall", "fp", "cls_loss") if k in last}),
                 "No symptom in the log: no rule crossed its threshold over time. A log shows "
                 "only what was logged; `convdiag analyze` measures the model itself.",
             )
         )
     return sort_findings(found)
+
+
+__all__ = ["Reference", "ends", "find_symptoms", "finite", "signal_remedies"]
