@@ -43,6 +43,10 @@ class Thresholds:
     - loss_margin: a cls loss within this relative margin of the constant predictor's is
       "at the constant" (logs without a detection metric; Monitor).
 
+    Label rules (``convdiag labels``, risk before any training): quantisation p95 above
+    label_quantization_share x radius; more than neg_per_pos_max negatives per positive =
+    extreme-imbalance (also the bar of a level to move to).
+
     Log rules (``convdiag logs``): min_points values at the end of the run make a stretch;
     loss_fall_min, reg_margin, reg_flat_max, fp_fall_min, precision_rise_min,
     plateau_points, plateau_decimals and smooth as in ``watch.symptoms``.
@@ -67,6 +71,9 @@ class Thresholds:
     nonfinite_max: float = 0.0
     min_targets: float = 10.0
     loss_margin: float = 0.3
+    # labels (risk before training)
+    label_quantization_share: float = 0.9
+    neg_per_pos_max: float = 1000.0
     # logs
     min_points: int = 3
     loss_fall_min: float = 0.1
