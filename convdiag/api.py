@@ -133,6 +133,7 @@ def retrain(
     from convdiag.load.datasets import load_train_val
     from convdiag.load.options import ModelOptions, RecipeOptions
     from convdiag.report.console import progress
+    from convdiag.report.retrain_report import write_retrain
     from convdiag.training.distributed import resolve_device
     from convdiag.training.workflow import load_for_retrain, retrain_compare
 
@@ -148,6 +149,7 @@ def retrain(
             spec, loaded.model, recipe, parsed, train_ds, val_ds, steps, seed, compare, out_dir,
             dev, eval_every, on_step=lambda name, s, i: advance(1),
         )  # fmt: skip
+    write_retrain(report, out_dir)
     report["checkpoint"] = str(checkpoint)
     return report
 

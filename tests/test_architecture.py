@@ -124,10 +124,12 @@ def _layer(module: str) -> int | None:
 
 
 def test_no_import_cycles() -> None:
+    """No two convdiag modules import each other, directly or around a loop."""
     assert _cycles(_graph()) == []
 
 
 def test_no_module_over_400_lines() -> None:
+    """Every module stays short enough to read in one sitting."""
     long = {
         name: n
         for name, (path, _) in MODULES.items()
@@ -137,6 +139,7 @@ def test_no_module_over_400_lines() -> None:
 
 
 def test_click_only_under_cli() -> None:
+    """Only the command line imports click; the library is usable without it."""
     users = sorted(
         name
         for name, (_, imported) in MODULES.items()
@@ -147,6 +150,7 @@ def test_click_only_under_cli() -> None:
 
 
 def test_layers_import_downwards() -> None:
+    """A folder imports only its own layer or the ones before it in the loop."""
     upward = []
     for name, (_, imported) in MODULES.items():
         own = _layer(name)

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from convdiag.cli.main import cli
-from convdiag.cli.retrain import remedies_from_report
 from convdiag.errors import InputError
+from convdiag.remedies.from_report import remedies_from_report
 
 KEYS = {"f1_at_0.5", "best_f1", "best_threshold", "precision", "recall", "fp_per_image",
         "loc_error_px", "cls_loss", "constant_loss"}  # fmt: skip

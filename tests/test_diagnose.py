@@ -134,8 +134,8 @@ def test_every_remedy_round_trips_through_retrain_parsing() -> None:
 
 
 def test_retrain_from_report_takes_the_top_remedy(tmp_path: Path) -> None:
-    from convdiag.cli.retrain import remedies_from_report
     from convdiag.load.files import write_json
+    from convdiag.remedies.from_report import remedies_from_report
 
     rep = _analyze(Oracle(stride=4, cls_scale=0.0, cls_bias=-7.0))
     write_json(tmp_path / "report.json", rep)

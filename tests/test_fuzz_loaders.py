@@ -415,8 +415,8 @@ REPORT_VALUES = st.recursive(
 @given(value=REPORT_VALUES)
 @FUZZ
 def test_random_reports_for_show(tmp_path: Path, value: object) -> None:
-    from convdiag.cli.show import read_report
     from convdiag.diagnosis.findings import Finding
+    from convdiag.report.saved import read_report
 
     path = tmp_path / "report.json"
     path.write_text(json.dumps(value))

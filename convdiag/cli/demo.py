@@ -84,8 +84,8 @@ def command(
     from convdiag.load.files import prepare_out_dir
     from convdiag.remedies.apply import parse_remedy
     from convdiag.report.console import emit, stderr_console
+    from convdiag.report.demo import DemoConfig, render_markdown, render_table, run_demo
     from convdiag.targets.geometry import parse_size
-    from convdiag.training.demo import DemoConfig, render_markdown, render_table, run_demo
 
     remedies = [parse_remedy(t) for t in remedy_texts] or None
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +81,8 @@ def command(
     from convdiag.load.datasets import load_train_val
     from convdiag.load.files import prepare_out_dir
     from convdiag.remedies.apply import parse_remedy
-    from convdiag.report.retrain_report import render_markdown, render_table
+    from convdiag.remedies.from_report import remedies_from_report
+    from convdiag.report.retrain_report import render_markdown, render_table, write_retrain
     from convdiag.training.distributed import resolve_device
     from convdiag.training.workflow import (
         REFERENCE,
@@ -107,6 +107,7 @@ def command(
             spec, loaded.model, recipe, remedies, train_ds, val_ds, steps, run.seed, compare, out,
             device, eval_every, on_step=lambda name, s, i: advance(1, name),
         )  # fmt: skip
+    write_retrain(report, out)
     report["skipped_remedies"] = skipped
     report["checkpoint"] = str(checkpoint)
     if out:
@@ -116,39 +117,3 @@ def command(
     shown = {k: v for k, v in report.items() if k != "history"}
     emit(shown, run.format, lambda c: render_table(c, report), lambda: render_markdown(report))
     return 0
-
-
-def remedies_from_report(
-    path: Path, is_reference: bool
-) -> tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]]]:
-    """The top remedy of each finding of an analyze report that this model can take.
-
-    Architecture advice, and level-change / fused-head for a model that is not the reference
-    detector, are skipped and named with the reason.
-    """
-    from convdiag.errors import InputError
-    from convdiag.remedies.catalogue import REMEDY_IDS
-
-    try:
-        rep = json.loads(path.read_text())
-        findings = rep["findings"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"--from-report {path}: not an analyze report.json ({e})") from None
-    picked: list[tuple[str, dict[str, Any]]] = []
-    skipped: list[dict[str, Any]] = []
-    order = {"error": 0, "warning": 1, "info": 2}
-    for f in sorted(findings, key=lambda f: order.get(f.get("severity", "info"), 3)):
-        for r in f.get("remedies", []):
-            rid = r.get("id")
-            if rid not in REMEDY_IDS or not r.get("applied", True):
-                skipped.append({"id": rid, "why": "architecture advice, not applied by retrain"})
-                continue
-            if rid in ("level-change", "fused-head") and not is_reference:
-                skipped.append({"id": rid, "why": "changes the architecture of a user model"})
-                continue
-            if rid not in [p[0] for p in picked]:
-                picked.append((rid, dict(r.get("params") or {})))
-            break
-    if not picked:
-        raise InputError(f"--from-report {path}: no remedy in it applies to this model")
-    return picked, skipped

@@ -78,7 +78,7 @@ def command(
     from convdiag.load.datasets import load_train_val
     from convdiag.load.files import prepare_out_dir
     from convdiag.report.console import emit, md_table, progress, table
-    from convdiag.report.sweep_report import render_markdown, render_table
+    from convdiag.report.sweep_report import render_markdown, render_table, write_outputs
     from convdiag.targets.geometry import level_name, parse_size
     from convdiag.training.distributed import resolve_device
     from convdiag.training.sweep import (
@@ -88,7 +88,6 @@ def command(
         pos_weight_from_prior,
         run_sweep,
         select_arms,
-        write_outputs,
     )
     from convdiag.training.workflow import label_prior
 

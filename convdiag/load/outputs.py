@@ -25,7 +25,7 @@ from torch import Tensor
 
 from convdiag.errors import InputError
 from convdiag.load.factory import resolve_factory
-from convdiag.targets.geometry import MAX_LEVEL
+from convdiag.load.levels import MAX_LEVEL
 
 FORMS = "{'P2': {'cls', 'reg'}}, {'cls', 'reg'}, (cls, reg) or a cls tensor"
 # Probabilities are clamped to [EPS, 1 - EPS] before the logit: |logit| <= 13.8, never inf.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convdiag.errors import InputError
-from convdiag.targets.geometry import level_name
+from convdiag.load.levels import level_name
 
 
 @dataclass

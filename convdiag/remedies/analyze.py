@@ -33,7 +33,6 @@ from convdiag.load.sample import PointDataset
 from convdiag.remedies.apply import apply_remedy
 from convdiag.targets.geometry import grid_size, level_name, stride_of
 from convdiag.targets.supervision import label_params
-from convdiag.training import distributed as dist
 
 SCHEMA = 1
 
@@ -68,12 +67,17 @@ def analyze_dataset(
     threshold: float = 0.5,
     thresholds: Any = None,
     on_batch: Callable[[int], None] | None = None,
+    shard: list[int] | None = None,
+    pool: Callable[[dict[str, dict[str, Any]]], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Analyze a model (wrapped in ``runner``) on ``ds`` with its training ``recipe``.
 
     Returns (report, plot arrays per level). The report holds "findings", "metrics",
     "analyses", "labels", "targets", "verdict" (see ``analyze_checkpoint``), without the
     checkpoint fields. ``thresholds``: a ``diagnose.Thresholds`` (default: built-in).
+    ``shard``: the image indices this process takes (default: all); ``pool``: merges the
+    other processes' accumulators into these ones (under torchrun ``analyze_checkpoint``
+    passes ``distributed.shard_indices`` and ``distributed.reduce_analyses``).
     """
     from convdiag.analyses.label_stats import label_statistics
     from convdiag.analyses.targets import measure_targets
@@ -116,10 +120,9 @@ def analyze_dataset(
             example_index=example,
         )
     t0 = time.perf_counter()
-    # Under torchrun each rank takes images rank::world; the accumulators are then pooled.
-    shard = dist.shard_indices(len(ds))
     analyses = run_analyses(runner, ds, contexts, batch_size, shard, on_batch=on_batch)
-    dist.reduce_analyses(analyses)
+    if pool is not None:
+        pool(analyses)
     results = {lv: {k: to_plain(a.compute()) for k, a in an.items()} for lv, an in analyses.items()}
     arrays = {lv: {k: a.arrays() for k, a in an.items()} for lv, an in analyses.items()}
     metrics = {lv: level_metrics(res) for lv, res in results.items()}

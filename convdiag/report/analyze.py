@@ -88,6 +88,9 @@ def analyze_checkpoint(
             threshold,
             th,
             on_batch=lambda n: advance(n),
+            # under torchrun each rank takes images rank::world; the accumulators are pooled
+            shard=dist.shard_indices(len(ds)),
+            pool=dist.reduce_analyses,
         )
     report["checkpoint"] = str(checkpoint)
     report["data"] = str(data)

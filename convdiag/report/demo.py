@@ -17,6 +17,7 @@ from convdiag.load.recipe import Recipe
 from convdiag.report.console import md_table, progress, table
 from convdiag.report.retrain_report import render_markdown as retrain_markdown
 from convdiag.report.retrain_report import render_table as retrain_table
+from convdiag.report.retrain_report import write_retrain
 
 DEFAULT_REMEDIES: list[tuple[str, dict[str, Any]]] = [
     ("soft-labels", {"kernel": 5, "sigma": 1.2}),
@@ -105,6 +106,7 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
             spec, model, recipe, remedies, train_ds, val_ds, cfg.retrain_steps, cfg.seed, True,
             out / "retrain", device, on_step=lambda name, s, i: advance(1),
         )  # fmt: skip
+    write_retrain(report, out / "retrain")
     report["dataset"] = {"path": str(data), "train_images": len(train_ds),
                          "val_images": len(val_ds), "size": list(cfg.size)}  # fmt: skip
     report["labels"] = stats

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from convdiag.load.files import write_json
 from convdiag.load.recipe import Recipe
 from convdiag.report.console import md_table, table
+from convdiag.report.curves import plot_curves
+from convdiag.training.distributed import is_main
 from convdiag.training.evaluate import SUMMARY_KEYS
+from convdiag.training.loop import write_history
 
 LABELS = {
     "f1_at_0.5": "F1 @ 0.5",
@@ -57,3 +62,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     text += md_table(cols, rows)
     text += "".join(f"\n- {line}" for line in _recipes(report)) + "\n"
     return text
+
+
+def write_retrain(report: dict[str, Any], out: Path | None) -> None:
+    """Write a ``retrain_compare`` report under ``out`` (rank 0 only; nothing without
+    ``out``): history.csv (every run's rows), curves.png and report.json."""
+    if out is None or not is_main():
+        return
+    rows = [{**row, "run": name} for name, hist in report["history"].items() for row in hist]
+    write_history(out / "history.csv", rows)
+    plot_curves(report["history"], out / "curves.png")
+    write_json(out / "report.json", report)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from convdiag.load.files import csv_text
+from convdiag.load.files import atomic_write_text, csv_text, write_json
 from convdiag.report.console import fmt_num, md_table, table
 
 CSV_COLUMNS = (
@@ -141,3 +142,11 @@ def plot_f1(runs: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Non
     from convdiag.load.files import save_figure
 
     save_figure(fig, path)
+
+
+def write_outputs(report: dict[str, Any], out: Path, plot: bool = True) -> None:
+    """sweep.csv (one row per finished arm), sweep.json and, with ``plot``, f1_vs_step.png."""
+    atomic_write_text(out / "sweep.csv", sweep_csv(report["rows"]))
+    if plot:
+        write_json(out / "sweep.json", report)
+        plot_f1(report["runs"], out / "f1_vs_step.png")

@@ -36,7 +36,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -385,14 +384,3 @@ def _config_dict(cfg: SweepConfig, arms: Sequence[Arm], jobs: int) -> dict[str, 
         "bias_init": cfg.bias_init,
         "arms": [{"name": a.name, "head": a.head, "remedies": a.describe()} for a in arms],
     }
-
-
-def write_outputs(report: dict[str, Any], out: Path, plot: bool = True) -> None:
-    """sweep.csv (one row per finished arm), sweep.json and, with ``plot``, f1_vs_step.png."""
-    from convdiag.load.files import atomic_write_text, write_json
-    from convdiag.report.sweep_report import plot_f1, sweep_csv
-
-    atomic_write_text(out / "sweep.csv", sweep_csv(report["rows"]))
-    if plot:
-        write_json(out / "sweep.json", report)
-        plot_f1(report["runs"], out / "f1_vs_step.png")

@@ -15,17 +15,16 @@ from typing import Any
 import torch
 
 from convdiag.errors import InputError
-from convdiag.load.files import prepare_out_dir, write_json
+from convdiag.load.files import prepare_out_dir
 from convdiag.load.options import ModelOptions, RecipeOptions
 from convdiag.load.recipe import Recipe
 from convdiag.load.runner import ModelRunner
 from convdiag.load.sample import PointDataset
 from convdiag.remedies.apply import apply_remedy
-from convdiag.report.curves import plot_curves
 from convdiag.targets.geometry import grid_size, point_to_cell
 from convdiag.training.distributed import is_main
 from convdiag.training.evaluate import SUMMARY_KEYS, evaluate
-from convdiag.training.loop import CheckpointTarget, TrainResult, train, write_history
+from convdiag.training.loop import CheckpointTarget, TrainResult, train
 
 REFERENCE = "convdiag.models:reference"
 
@@ -333,11 +332,6 @@ def retrain_compare(
         "seconds": {k: r.seconds for k, r in runs.items()},
         "history": {k: [_start_row(k, starts[k]), *r.history] for k, r in runs.items()},
     }
-    if out and main:
-        rows = [{**row, "run": name} for name, hist in report["history"].items() for row in hist]
-        write_history(out / "history.csv", rows)
-        plot_curves(report["history"], out / "curves.png")
-        write_json(out / "report.json", report)
     return report
 
 
