@@ -59,7 +59,7 @@ def coarser_level(level: str, stats: dict[str, Any], th: Thresholds) -> str | No
     for name, v in sorted(stats["levels"].items(), key=lambda kv: kv[1]["stride"]):
         npp = v.get("neg_per_pos")
         few = v["collision_share"] <= th.collision_share_max
-        if v["stride"] > s and npp is not None and npp <= 1000 and few:
+        if v["stride"] > s and npp is not None and npp <= th.neg_per_pos_max and few:
             return str(name)
     return None
 
@@ -168,7 +168,7 @@ def level_change(c: Ctx, level: str | None, why: str) -> list[Remedy]:
         return []
     note = "" if c.reference else " (architecture change: reference detector only)"
     npp = c.stats["levels"].get(level, {}).get("neg_per_pos")
-    if stride_of(level) < stride_of(c.level) and npp is not None and npp > 1000:
+    if stride_of(level) < stride_of(c.level) and npp is not None and npp > c.th.neg_per_pos_max:
         note += (f"; {level} has {npp:,.0f} negatives per positive: train it with focal "
                  "loss or soft labels")  # fmt: skip
     return [Remedy("level-change", {"level": level}, why + note)]

@@ -41,10 +41,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -52,38 +51,17 @@ from convdiag.diagnosis.catalogue import title
 from convdiag.diagnosis.findings import Finding
 from convdiag.diagnosis.thresholds import Thresholds
 from convdiag.errors import InputError
+from convdiag.watch.monitor_inputs import (
+    _cls_tensor,
+    _points,
+    find_head_parameters,
+    image_sizes,
+)
 from convdiag.watch.monitor_rules import fmt_value, sample_finding, sample_symptoms
 
 
 class ConvdiagWarning(UserWarning):
     """A convergence symptom seen by ``Monitor`` (filter with ``warnings`` as usual)."""
-
-
-def _points(targets: Any, n: int) -> list[np.ndarray]:
-    if not isinstance(targets, Sequence) or isinstance(targets, str | bytes):
-        raise InputError("Monitor.update: targets must be a list of [N, 2] (x, y) arrays per image")
-    if len(targets) != n:
-        raise InputError(f"Monitor.update: {len(targets)} target arrays for a batch of {n}")
-    out = []
-    for t in targets:
-        a = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
-        out.append(np.asarray(a, dtype=np.float64).reshape(-1, 2))
-    return out
-
-
-def _cls_tensor(raw: Any, level: str) -> tuple[torch.Tensor, int | None]:
-    """The cls tensor of ``level`` in a raw output (and the stride its key says, if any)."""
-    if isinstance(raw, Mapping) and "cls" in raw:
-        return raw["cls"], None
-    if isinstance(raw, Mapping):
-        for k, v in raw.items():
-            if str(k).upper() == level:
-                return _cls_tensor(v, level)[0], None
-        k, v = next(iter(raw.items()))
-        return _cls_tensor(v, level)[0], 2 ** int(str(k)[1:])
-    if isinstance(raw, tuple | list):
-        return raw[0], None
-    return raw, None
 
 
 class Monitor:
@@ -208,19 +186,6 @@ class Monitor:
 
     # ------------------------------------------------------------------- measuring
 
-    def _image_sizes(
-        self, image_size: Any, n: int
-    ) -> tuple[tuple[int, int], list[tuple[int, int]]]:
-        """(padded size, per-image sizes) from one (H, W) or one per image."""
-        sizes = list(image_size)
-        if len(sizes) == 2 and all(isinstance(v, int | np.integer) for v in sizes):
-            size = (int(sizes[0]), int(sizes[1]))
-            return size, [size] * n
-        per = [(int(h), int(w)) for h, w in sizes]
-        if len(per) != n:
-            raise InputError(f"Monitor.update: {len(per)} image sizes for a batch of {n}")
-        return (max(h for h, _ in per), max(w for _, w in per)), per
-
     def _measure(
         self,
         outputs: Any,
@@ -240,7 +205,7 @@ class Monitor:
         if image_size is None:
             size, per = (h * s, w * s), [(h * s, w * s)] * int(cls0.shape[0])
         else:
-            size, per = self._image_sizes(image_size, int(cls0.shape[0]))
+            size, per = image_sizes(image_size, int(cls0.shape[0]))
         levels = normalize_outputs(outputs, size, self.outputs)
         if self.level not in levels:
             raise InputError(
@@ -414,78 +379,15 @@ class Monitor:
         return sample_finding(self, sid, st, start, n)
 
 
-def find_head_parameters(model: torch.nn.Module) -> dict[str, list[torch.nn.Parameter]]:
-    """{"cls": [...], "reg": [...]}: ``head_parameters()`` of the model or of its first
-    submodule that has it (a LightningModule wrapping a detector), else by parameter name
-    (``analyze.head_parameters``)."""
-    from convdiag.analyses.run import head_parameters
-
-    for m in model.modules():
-        if callable(getattr(m, "head_parameters", None)):
-            groups = head_parameters(m)
-            return {k: [p for _, p in v] for k, v in groups.items()}
-    groups = head_parameters(model)
-    return {k: [p for _, p in v] for k, v in groups.items()}
-
-
 # --------------------------------------------------------------------------- Lightning
-
-_CALLBACK_CLASS: Any = None
 
 
 def MonitorCallback(monitor: Monitor | None = None, log: bool = True, **monitor_kwargs: Any) -> Any:
-    """A Lightning callback that feeds a ``Monitor`` from ``training_step``'s return value.
+    """A Lightning callback that feeds a ``Monitor`` from ``training_step``'s return value
+    (see ``watch.monitor_lightning.monitor_callback``; needs the ``lightning`` package)."""
+    from convdiag.watch.monitor_lightning import monitor_callback
 
-    ``training_step`` returns {"loss": loss, "outputs": model_output, "targets": [N, 2]
-    points per image, "image_size": (H, W) (optional)}; ``outputs``/``targets`` are only read
-    on the steps the monitor measures. With ``log``, the statistics go to the Lightning
-    logger as ``convdiag/<name>``, so ``convdiag logs`` reads them back. Requires the
-    ``lightning`` package (extra ``convdiag[lightning]``); the monitor is ``.monitor``.
-    """
-    global _CALLBACK_CLASS
-    try:
-        import lightning.pytorch as pl
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise InputError(
-            "MonitorCallback needs Lightning: pip install 'convdiag[lightning]'"
-        ) from None
-    if _CALLBACK_CLASS is None:
-
-        class _MonitorCallback(pl.Callback):
-            def __init__(self, monitor: Monitor, log: bool) -> None:
-                super().__init__()
-                self.monitor = monitor
-                self.log = log
-
-            def on_train_batch_end(
-                self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
-            ) -> None:
-                if not self.monitor.due():
-                    self.monitor.skip()
-                    return
-                if not isinstance(outputs, Mapping) or "outputs" not in outputs:
-                    raise InputError(
-                        "MonitorCallback: training_step must return a dict with 'loss', "
-                        "'outputs' and 'targets'"
-                    )
-                st = self.monitor.update(
-                    outputs["outputs"],
-                    outputs["targets"],
-                    outputs.get("loss"),
-                    model=pl_module,
-                    image_size=outputs.get("image_size"),
-                    step=int(trainer.global_step),
-                )
-                if self.log and st:
-                    vals = {
-                        f"convdiag/{k}": float(v)
-                        for k, v in st.items()
-                        if isinstance(v, int | float) and not isinstance(v, bool) and k != "step"
-                    }
-                    pl_module.log_dict(vals, on_step=True, on_epoch=False)
-
-        _CALLBACK_CLASS = _MonitorCallback
-    return _CALLBACK_CLASS(monitor or Monitor(**monitor_kwargs), log)
+    return monitor_callback(monitor, log, **monitor_kwargs)
 
 
 __all__ = ["ConvdiagWarning", "Monitor", "MonitorCallback"]
