@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from convdiag.cli.options import DatasetOptions, RunOptions, dataset_options, run_options
@@ -94,11 +92,10 @@ def command(
       convdiag labels data/ --level P2 --soft
       convdiag labels data/ --levels P2,P3,P4 --schedule dynamic --out report/
     """
-    from convdiag.analyses.label_stats import label_statistics
     from convdiag.diagnosis.findings import Finding, exit_code
     from convdiag.errors import InputError
-    from convdiag.load.datasets import load_dataset
     from convdiag.report.console import emit
+    from convdiag.report.labels import label_report, write_label_report
     from convdiag.report.labels_report import render_markdown, render_table
     from convdiag.targets.geometry import parse_levels
     from convdiag.targets.labels import DEFAULT_KERNEL, DEFAULT_SIGMA
@@ -120,34 +117,14 @@ def command(
     k = kernel if kernel is not None else DEFAULT_KERNEL
     s = sigma if sigma is not None else DEFAULT_SIGMA
 
-    ds = load_dataset(data, dataset)
-    if len(ds) == 0:
-        raise InputError(f"{data}: no images")
-    records = [(r.size, r.points) for r in ds.records]
-    stats = label_statistics(
-        records,
-        names,
-        kernel=k if soft and sched is None else None,
-        sigma=s if soft and sched is None else None,
-        trunc=trunc,
-        schedule=sched,
-        radius=radius,
-        target_radius_px=target_radius,
-    )
-    stats = {
-        "dataset": {
-            "path": str(data),
-            "format": ds.format,
-            "images": len(ds),
-            "targets": ds.num_targets,
-            "skipped": [{"file": f, "reason": r} for f, r in ds.skipped],
-        },
-        **stats,
-    }
+    stats, ds = label_report(
+        data, dataset, names, k if soft and sched is None else None,
+        s if soft and sched is None else None, trunc, sched, radius, target_radius,
+    )  # fmt: skip
     plots: list[str] = []
     if run.out:
         first = (k, s) if sched is None else (sched.phases[0][1], sched.phases[0][2])
-        plots = _write_outputs(stats, ds, names, (*first, trunc), examples, run)
+        plots = write_label_report(stats, ds, names, (*first, trunc), examples, run.out)
     emit(
         stats,
         run.format,
@@ -155,41 +132,3 @@ def command(
         lambda: render_markdown(stats, plots),
     )
     return exit_code([Finding.from_dict(f) for f in stats["findings"]], run.fail_on)
-
-
-def _example_indices(ds: Any, n: int) -> list[int]:
-    """Up to n images spread over the dataset, preferring images with targets."""
-    with_targets = [i for i, r in enumerate(ds.records) if len(r.points)]
-    pool = with_targets or list(range(len(ds)))
-    if n <= 0 or not pool:
-        return []
-    picks = sorted({pool[round(j * (len(pool) - 1) / max(n - 1, 1))] for j in range(n)})
-    return picks[:n]
-
-
-def _write_outputs(
-    stats: dict[str, Any],
-    ds: Any,
-    levels: list[str],
-    soft_params: tuple[int, float, float],
-    examples: int,
-    run: RunOptions,
-) -> list[str]:
-    from convdiag.load.files import atomic_write_text, prepare_out_dir, write_json
-    from convdiag.report.labels_report import plot_overlay, plot_pos_fraction, render_markdown
-
-    # read the example images first: a corrupt one must fail before any file is written
-    samples = []
-    for i in _example_indices(ds, examples):
-        smp = ds[i]
-        samples.append((smp.id, smp.image, smp.points))
-    out = prepare_out_dir(str(run.out))
-    plots = ["pos_fraction.png"]
-    plot_pos_fraction(stats, out / "pos_fraction.png")
-    if samples:
-        k, s, t = soft_params
-        plot_overlay(samples, levels, k, s, t, out / "overlay.png")
-        plots.insert(0, "overlay.png")
-    write_json(out / "report.json", stats)
-    atomic_write_text(out / "report.md", render_markdown(stats, plots))
-    return plots
