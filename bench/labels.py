@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from convdiag.analyses.label_stats import label_statistics
+from convdiag.diagnosis.labels import label_statistics
 from convdiag.targets.labels import batch_heatmap, render_batch
 
 

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from convdiag.analyses.label_stats import (
     constant_loss,
     kernel_for,
-    label_statistics,
     recommend,
     sigma_for,
 )
+from convdiag.diagnosis.labels import label_statistics
 from convdiag.errors import InputError
 from convdiag.targets.geometry import quantization_error
 from convdiag.targets.labels import parse_schedule, render_heatmap

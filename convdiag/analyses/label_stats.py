@@ -29,7 +29,6 @@ from convdiag.analyses.label_inputs import (
     focal_grad_magnitudes,
 )
 from convdiag.analyses.label_soft import _soft_stats
-from convdiag.diagnosis.findings import Remedy
 from convdiag.errors import InputError
 from convdiag.targets.constant_loss import (  # noqa: F401  (re-exported)
     FOCAL_ALPHA,
@@ -234,11 +233,12 @@ def recommend(stats: dict[str, Any]) -> dict[str, Any]:
     remedies = []
     if soft:
         remedies.append(
-            Remedy(
-                "soft-labels",
-                {"kernel": kernel, "sigma": sigma, "trunc": trunc},
-                why=f"{labels_why}; {kernel}x{kernel}, sigma {sigma:g}",
-            ).to_dict()
+            {
+                "id": "soft-labels",
+                "params": {"kernel": kernel, "sigma": sigma, "trunc": trunc},
+                "why": f"{labels_why}; {kernel}x{kernel}, sigma {sigma:g}",
+                "applied": True,
+            }
         )
     return {
         "level": name,
@@ -262,7 +262,7 @@ def recommend(stats: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- entry point
 
 
-def label_statistics(
+def label_measurements(
     records: Sequence[tuple[tuple[int, int], Any]],
     levels: Sequence[str | int] = DEFAULT_LEVELS,
     kernel: int | None = None,
@@ -273,7 +273,8 @@ def label_statistics(
     radius: float = MATCH_RADIUS,
     target_radius_px: float | np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Label statistics per level, findings (risks) and a recommendation, as plain data.
+    """Label statistics per level and a recommendation, as plain data (the risks are judged
+    by ``convdiag.diagnosis.labels.label_statistics``, which calls this).
 
     records: (size (H, W), points [N, 2] (x, y)) per image. Soft statistics are added when
     ``kernel`` (sigma default 1.0) or ``schedule`` is given; with a schedule, ``soft`` holds
@@ -281,7 +282,7 @@ def label_statistics(
     radius (px). ``target_radius_px``: one radius or per-target radii (median used) for the
     sigma recommendation; default the seed's 2.5 px.
 
-    Returns ``{"settings", "levels": {"P2": {...}, ...}, "findings": [...],
+    Returns ``{"settings", "levels": {"P2": {...}, ...},
     "recommendation": {...}}`` (shape in docs of the ``labels`` command).
     """
     t = _gather(records)
@@ -333,9 +334,6 @@ def label_statistics(
         else:
             st["soft"] = None
         out["levels"][name] = st
-    from convdiag.diagnosis.rules_labels import label_findings
-
-    out["findings"] = [f.to_dict() for f in label_findings(out)]
     out["recommendation"] = recommend(out)
     return out
 
@@ -345,7 +343,7 @@ __all__ = [
     "constant_loss",
     "focal_grad_magnitudes",
     "kernel_for",
-    "label_statistics",
+    "label_measurements",
     "recommend",
     "sigma_for",
 ]

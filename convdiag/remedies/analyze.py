@@ -79,8 +79,8 @@ def analyze_dataset(
     other processes' accumulators into these ones (under torchrun ``analyze_checkpoint``
     passes ``distributed.shard_indices`` and ``distributed.reduce_analyses``).
     """
-    from convdiag.analyses.label_stats import label_statistics
     from convdiag.analyses.targets import measure_targets
+    from convdiag.diagnosis.labels import label_statistics
     from convdiag.diagnosis.rules import Thresholds, diagnose, verdict
 
     if len(ds) == 0:

@@ -55,7 +55,7 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
     shape of ``retrain``'s report.json.
     """
 
-    from convdiag.analyses.label_stats import label_statistics
+    from convdiag.diagnosis.labels import label_statistics
     from convdiag.load.datasets import load_train_val
     from convdiag.load.files import write_json
     from convdiag.load.synth import SynthConfig, synthesize

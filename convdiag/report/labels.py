@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from convdiag.analyses.label_stats import label_statistics
+from convdiag.diagnosis.labels import label_statistics
 from convdiag.errors import InputError
 from convdiag.load.datasets import load_dataset
 from convdiag.load.files import atomic_write_text, prepare_out_dir, write_json

@@ -95,9 +95,9 @@ def build_reference(
 
 
 def _from_data(ref: Reference, data: Any, dataset: Any, radius: float) -> None:
-    from convdiag.analyses.label_stats import label_statistics
     from convdiag.analyses.run import soft_params_for
     from convdiag.analyses.targets import measure_targets
+    from convdiag.diagnosis.labels import label_statistics
     from convdiag.load.datasets import load_dataset
     from convdiag.targets.geometry import offset_targets, stride_of
 
