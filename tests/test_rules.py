@@ -292,3 +292,41 @@ def test_log_rule_table(cols: dict[str, list[float]], expected: set[str]) -> Non
 
     fs = find_symptoms(_log(cols), Reference(level="P2"), TH)
     assert {f.id for f in fs} - {"loss-plateau", "healthy"} == expected
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _label_stats(**p2: Any) -> dict[str, Any]:
+    lv = {"stride": 4, "neg_per_pos": 500.0, "pos_fraction": 0.002, "collision_share": 0.0,
+          "collisions": 0, "targets": 100,
+          "quantization_px": {"p95": 2.0, "mean": 1.2, "max": 2.6, "share_over_radius": 0.0},
+          "constant_loss": {"bce": 0.01, "focal": 0.02},
+          "initial_pos_grad_share_zero_bias": 0.001}  # fmt: skip
+    lv.update(p2)
+    return {"settings": {"radius": 3.0, "trunc": 0.1}, "levels": {"P2": lv}}
+
+
+LABEL_ROWS: list[tuple[dict[str, Any], set[str]]] = [
+    ({}, set()),
+    ({"neg_per_pos": TH.neg_per_pos_max}, set()),
+    ({"neg_per_pos": TH.neg_per_pos_max + 1}, {"extreme-imbalance"}),
+    ({"collision_share": TH.collision_share_max}, set()),
+    ({"collision_share": TH.collision_share_max + EPS, "collisions": 2}, {"label-collision"}),
+    ({"quantization_px": {"p95": 0.9 * 3.0, "mean": 1.5, "max": 3.0,
+                          "share_over_radius": 0.0}}, set()),
+    ({"quantization_px": {"p95": 0.9 * 3.0 + 1e-3, "mean": 1.5, "max": 3.0,
+                          "share_over_radius": 0.0}}, {"label-quantization"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("p2, expected", LABEL_ROWS)
+def test_label_rule_table(p2: dict[str, Any], expected: set[str]) -> None:
+    from convdiag.diagnosis.rules_labels import label_findings
+
+    fs = label_findings(_label_stats(**p2))
+    assert {f.id for f in fs} == expected
+    assert all(f.severity == "warning" for f in fs)
+    if "extreme-imbalance" in expected:
+        assert [r.id for r in fs[0].remedies][:2] == ["focal-loss", "soft-labels"]
+        assert fs[0].remedies[0].params == {"alpha": 2.0, "beta": 4.0}

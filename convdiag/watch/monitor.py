@@ -367,7 +367,12 @@ class Monitor:
 
         top = next((r for r in f.remedies if r.applied), None)
         ev = f.evidence
-        keys = [k for k in ev if k not in ("started_at", "samples", "step") and ev[k] is not None]
+        keys = [
+            k
+            for k in ev
+            if k not in ("started_at", "samples", "step", "evidence_source", "evidence_available")
+            and ev[k] is not None
+        ]
         nums = ", ".join(f"{k} {fmt_value(ev[k])}" for k in keys[:5])
         tail = f" Try: --remedy {remedy_text(top.to_dict())}." if top else ""
         return (

@@ -114,6 +114,9 @@ def sample_finding(mon: Any, sid: str, st: dict[str, Any], start: int, n: int) -
             rem.append(Remedy("loss-ramp", defaults("loss-ramp"),
                               "raises the cls-loss weight gradually, capped"))  # fmt: skip
     evidence = {**base, **{k: _round(v) for k, v in ev.items()}}
+    # A Monitor sample has no detections and no counterfactual gradients: say what it had.
+    evidence["evidence_source"] = "Monitor sample (one training batch)"
+    evidence["evidence_available"] = ", ".join(sorted(k for k, v in st.items() if v is not None))
     return Finding(sid, lv, evidence, text, rem)
 
 

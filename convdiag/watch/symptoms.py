@@ -324,6 +324,11 @@ def find_symptoms(m: MappedLog, ref: Reference, th: Thresholds | None = None) ->
                 "only what was logged; `convdiag analyze` measures the model itself.",
             )
         )
+    # The same rules as analyze on what a log holds: say which evidence that was.
+    available = ", ".join(sorted(m.series))
+    for f in found:
+        f.evidence["evidence_source"] = "training log"
+        f.evidence["evidence_available"] = available
     return sort_findings(found)
 
 
