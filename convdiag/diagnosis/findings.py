@@ -11,6 +11,7 @@ from typing import Any
 
 # Severity of each finding id: the one table of ``diagnosis.catalogue``.
 from convdiag.diagnosis.catalogue import SEVERITY_OF
+from convdiag.diagnosis.thresholds import Thresholds  # registers the config's threshold keys
 
 SEVERITIES = ("info", "warning", "error")
 
@@ -84,3 +85,6 @@ def exit_code(findings: list[Finding], fail_on: str | None) -> int:
         return 0
     bar = severity_rank(fail_on)
     return int(any(severity_rank(f.severity) >= bar for f in findings))
+
+
+__all__ = ["SEVERITIES", "SEVERITY_OF", "Finding", "Remedy", "Thresholds", "exit_code"]
