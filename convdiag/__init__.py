@@ -39,7 +39,7 @@ _LAZY = {
     "render_heatmap": "convdiag.targets.labels",
     "render_batch": "convdiag.targets.labels",
     "parse_schedule": "convdiag.targets.labels",
-    "label_statistics": "convdiag.analyses.label_stats",
+    "label_statistics": "convdiag.diagnosis.labels",
     # models
     "reference": "convdiag.models.detector",
     "load_checkpoint": "convdiag.load.checkpoint",
