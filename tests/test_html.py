@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -97,7 +98,8 @@ def test_page_in_headless_chromium(tmp_path: Path) -> None:
     probed.write_text(page.replace("</body>", PROBE + "</body>"))
     res = _chromium(["--virtual-time-budget=5000", "--dump-dom", probed.as_uri()])
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "JSERROR" not in res.stdout
+    title = res.stdout[res.stdout.index("<title>") + 7 : res.stdout.index("</title>")]
+    assert not title.startswith("JSERROR"), title  # the page's own script raised nothing
     assert "CONSOLE" not in res.stderr or "Uncaught" not in res.stderr, res.stderr[-2000:]
     start = res.stdout.index('<pre id="probe">') + len('<pre id="probe">')
     probe = json.loads(res.stdout[start : res.stdout.index("</pre>", start)])
@@ -110,3 +112,46 @@ def test_page_in_headless_chromium(tmp_path: Path) -> None:
         pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
         assert pixels.shape == (height, width)
         assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # text and a verdict bar
+
+
+def _probe_page(page: Path) -> dict:
+    probed = page.with_name("probed.html")
+    probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    res = _chromium(["--virtual-time-budget=5000", "--dump-dom", probed.as_uri()])
+    probed.unlink()
+    assert res.returncode == 0, res.stderr[-2000:]
+    title = res.stdout[res.stdout.index("<title>") + 7 : res.stdout.index("</title>")]
+    assert not title.startswith("JSERROR"), title
+    start = res.stdout.index('<pre id="probe">') + len('<pre id="probe">')
+    return json.loads(res.stdout[start : res.stdout.index("</pre>", start)])
+
+
+@pytest.mark.slow
+def test_every_command_writes_a_page_that_renders(
+    tiny_dataset: Path, trained_checkpoint: Any, tmp_path: Path
+) -> None:
+    from bad.helpers import run_cli
+
+    ckpt = trained_checkpoint(head="P2", labels="hard", loss="bce", bias_init="zero")
+    history = tmp_path / "retrain" / "history.csv"  # written by the retrain run first
+    runs = {
+        "labels": ["labels", tiny_dataset, "--levels", "P2,P4"],
+        "analyze": ["analyze", ckpt, "--data", tiny_dataset],
+        "retrain": ["retrain", ckpt, "--data", tiny_dataset, "--focal", "--steps", "4"],
+        "logs": ["logs", history],
+        "check": ["check", ckpt, "--data", tiny_dataset, "--max-images", "8"],
+    }
+    for name, args in runs.items():
+        out = tmp_path / name
+        res = run_cli([*args, "--out", out, "--format", "json"])
+        assert res.code in (0, 1), (name, res.stderr[-2000:])
+        page = out / "report.html"
+        assert page.is_file(), name
+        probe = _probe_page(page)
+        assert probe["bad"] == [], (name, probe)
+        if name != "check":  # check writes no plots; every other command's page shows them
+            assert probe["images"] >= 1, (name, probe)
+    shown = run_cli(["show", tmp_path / "analyze" / "report.json", "--format", "html"])
+    assert (
+        shown.code in (0, 1) and shown.stdout == (tmp_path / "analyze" / "report.html").read_text()
+    )

@@ -186,15 +186,16 @@ def recipe_options(f: F) -> F:
     return _fold(opts, names, "recipe_opts", build)(f)
 
 
-def format_option(name: str = "fmt") -> Callable[[F], F]:
-    """--format table|json|markdown, passed to the command as ``name``."""
+def format_option(name: str = "fmt", html: bool = False) -> Callable[[F], F]:
+    """--format table|json|markdown (and html with ``html``), passed as ``name``."""
     return click.option(
         "--format",
         name,
-        type=click.Choice(["table", "json", "markdown"]),
+        type=click.Choice(["table", "json", "markdown", *(["html"] if html else [])]),
         default="table",
         show_default=True,
-        help="Output on stdout: rich table, JSON alone, or Markdown.",
+        help="Output on stdout: rich table, JSON alone, or Markdown"
+        + (", or the self-contained HTML page." if html else "."),
     )
 
 

@@ -11,7 +11,7 @@ from convdiag.report.saved import read_report
 
 @click.command("show")
 @click.argument("report", type=click.Path())
-@format_option()
+@format_option(html=True)
 @click.option(
     "--fail-on",
     type=click.Choice(["info", "warning", "error", "never"]),
@@ -23,6 +23,7 @@ def command(report: str, fmt: str, fail_on: str | None) -> int:
 
     \b
     Example: convdiag show report/report.json --format markdown
+             convdiag show report/ --format html > page.html
     """
     from convdiag.diagnosis.findings import Finding, exit_code
     from convdiag.errors import InputError
@@ -37,5 +38,14 @@ def command(report: str, fmt: str, fail_on: str | None) -> int:
         findings = [Finding.from_dict(f) for f in data["findings"]]
     except (TypeError, ValueError, KeyError) as e:
         raise InputError(f"{report}: malformed findings ({e})") from None
-    emit(data, fmt, lambda c: render_table(c, data), lambda: render_markdown(data))
+    if fmt == "html":
+        import sys
+        from pathlib import Path
+
+        from convdiag.report.html import render_html
+
+        folder = Path(report) if Path(report).is_dir() else Path(report).parent
+        sys.stdout.write(render_html(data, folder))
+    else:
+        emit(data, fmt, lambda c: render_table(c, data), lambda: render_markdown(data))
     return exit_code(findings, fail_on)

@@ -128,8 +128,10 @@ def write_report(report: dict[str, Any], arrays: dict[str, Any], out: str | Path
     from convdiag.load.files import atomic_write_text, write_json
     from convdiag.report.analyze_plots import write_plots
     from convdiag.report.analyze_report import render_markdown
+    from convdiag.report.html import write_html
 
     path = Path(out)
     report["plots"] = write_plots(report, arrays, path)
     write_json(path / "report.json", report)
     atomic_write_text(path / "report.md", render_markdown(report))
+    write_html(path, report)

@@ -24,6 +24,7 @@ from convdiag.load.config import load_config
 from convdiag.load.datasets import load_dataset
 from convdiag.load.files import atomic_write_bytes, prepare_out_dir, write_json
 from convdiag.load.options import DatasetOptions, ModelOptions, RecipeOptions, RunOptions
+from convdiag.report.html import write_html
 from convdiag.targets.geometry import parse_levels
 from convdiag.targets.schedules import parse_schedule
 
@@ -128,6 +129,7 @@ def run_check(
         atomic_write_bytes(junit, junit_xml(results, report["seconds"]))
     if out:
         write_json(out / "report.json", report)
+        write_html(out, report)
     return report, results, fail_on
 
 

@@ -60,6 +60,7 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
     from convdiag.load.files import write_json
     from convdiag.load.synth import SynthConfig, synthesize
     from convdiag.report.curves import plot_curves
+    from convdiag.report.html import write_html
     from convdiag.training.distributed import resolve_device
     from convdiag.training.workflow import retrain_compare, train_new_model
 
@@ -116,6 +117,7 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
         **{k: v for k, v in f.items() if k != "curves"},
     }
     write_json(out / "report.json", report)
+    write_html(out, report, ["curves.png"] if (out / "curves.png").exists() else None)
     return report
 
 

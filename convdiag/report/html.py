@@ -232,3 +232,16 @@ def render_html(report: dict[str, Any], base: Path | None = None) -> str:
         + "\n".join(b for b in body if b)
         + f"\n<script>{SCRIPT}</script></body></html>\n"
     )
+
+
+def write_html(out: str | Path, report: dict[str, Any], plots: list[str] | None = None) -> Path:
+    """Write ``out/report.html`` for ``report`` (atomically); ``plots``: PNG names in
+    ``out`` to show when the report itself does not list them. Returns the path."""
+    from convdiag.load.files import atomic_write_text
+
+    out = Path(out)
+    data = dict(report)
+    if plots and not data.get("plots"):
+        data["plots"] = list(plots)
+    atomic_write_text(out / "report.html", render_html(data, out))
+    return out / "report.html"

@@ -12,6 +12,7 @@ from convdiag.load.datasets import load_dataset
 from convdiag.load.files import atomic_write_text, prepare_out_dir, write_json
 from convdiag.load.options import DatasetOptions
 from convdiag.load.sample import PointDataset
+from convdiag.report.html import write_html
 from convdiag.report.labels_report import plot_overlay, plot_pos_fraction, render_markdown
 from convdiag.targets.schedules import Schedule
 
@@ -90,4 +91,5 @@ def write_label_report(
         plots.insert(0, "overlay.png")
     write_json(out_dir / "report.json", stats)
     atomic_write_text(out_dir / "report.md", render_markdown(stats, plots))
+    write_html(out_dir, {"kind": "labels", **stats}, plots)
     return plots

@@ -11,6 +11,7 @@ from convdiag.load.files import write_json
 from convdiag.load.recipe import Recipe
 from convdiag.report.console import md_table, table
 from convdiag.report.curves import plot_curves
+from convdiag.report.html import write_html
 from convdiag.training.distributed import is_main
 from convdiag.training.evaluate import SUMMARY_KEYS
 from convdiag.training.loop import write_history
@@ -73,3 +74,4 @@ def write_retrain(report: dict[str, Any], out: Path | None) -> None:
     write_history(out / "history.csv", rows)
     plot_curves(report["history"], out / "curves.png")
     write_json(out / "report.json", report)
+    write_html(out, report, ["curves.png"])

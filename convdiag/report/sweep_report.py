@@ -12,6 +12,7 @@ from rich.console import Console
 
 from convdiag.load.files import atomic_write_text, csv_text, write_json
 from convdiag.report.console import fmt_num, md_table, table
+from convdiag.report.html import write_html
 
 CSV_COLUMNS = (
     "arm",
@@ -145,8 +146,10 @@ def plot_f1(runs: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Non
 
 
 def write_outputs(report: dict[str, Any], out: Path, plot: bool = True) -> None:
-    """sweep.csv (one row per finished arm), sweep.json and, with ``plot``, f1_vs_step.png."""
+    """sweep.csv (one row per finished arm), sweep.json and, with ``plot``, f1_vs_step.png
+    and report.html."""
     atomic_write_text(out / "sweep.csv", sweep_csv(report["rows"]))
     if plot:
         write_json(out / "sweep.json", report)
         plot_f1(report["runs"], out / "f1_vs_step.png")
+        write_html(out, {"kind": "sweep", **report}, ["f1_vs_step.png"])

@@ -223,8 +223,9 @@ def analyze_log(
 
 
 def write_report(report: dict[str, Any], mapped: MappedLog, out: str | Path) -> None:
-    """timeline.png, then report.json and report.md (which name the plot) under ``out``."""
+    """timeline.png, then report.json, report.md and report.html (which show the plot)."""
     from convdiag.load.files import atomic_write_text, write_json
+    from convdiag.report.html import write_html
     from convdiag.report.logs_report import plot_timeline, render_markdown
 
     p = Path(out)
@@ -232,3 +233,4 @@ def write_report(report: dict[str, Any], mapped: MappedLog, out: str | Path) -> 
     report["plots"] = {"timeline": "timeline.png"}
     write_json(p / "report.json", report)
     atomic_write_text(p / "report.md", render_markdown(report))
+    write_html(p, report)
