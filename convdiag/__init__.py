@@ -60,7 +60,7 @@ _LAZY = {
     "apply_remedy": "convdiag.remedies.apply",
     # a user's own training loop, and training logs
     "Monitor": "convdiag.watch.monitor",
-    "MonitorCallback": "convdiag.watch.monitor",
+    "MonitorCallback": "convdiag.watch.monitor_lightning",
     "ConvdiagWarning": "convdiag.watch.monitor",
     "analyze_log": "convdiag.watch",
     # options, as the commands' flags

@@ -313,7 +313,7 @@ def test_lightning_callback(tmp_path: Path) -> None:
     from convdiag.models.detector import reference
     from convdiag.targets.labels import render_batch
     from convdiag.targets.losses import bce_loss, offset_l1_loss
-    from convdiag.watch.monitor import MonitorCallback
+    from convdiag.watch.monitor_lightning import MonitorCallback
 
     ex = _example()
     rng = np.random.default_rng(0)

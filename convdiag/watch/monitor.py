@@ -384,15 +384,4 @@ class Monitor:
         return sample_finding(self, sid, st, start, n)
 
 
-# --------------------------------------------------------------------------- Lightning
-
-
-def MonitorCallback(monitor: Monitor | None = None, log: bool = True, **monitor_kwargs: Any) -> Any:
-    """A Lightning callback that feeds a ``Monitor`` from ``training_step``'s return value
-    (see ``watch.monitor_lightning.monitor_callback``; needs the ``lightning`` package)."""
-    from convdiag.watch.monitor_lightning import monitor_callback
-
-    return monitor_callback(monitor, log, **monitor_kwargs)
-
-
-__all__ = ["ConvdiagWarning", "Monitor", "MonitorCallback"]
+__all__ = ["ConvdiagWarning", "Monitor"]

@@ -66,3 +66,9 @@ def monitor_callback(
 
         _CALLBACK_CLASS = _MonitorCallback
     return _CALLBACK_CLASS(monitor or Monitor(**monitor_kwargs), log)
+
+
+def MonitorCallback(monitor: Monitor | None = None, log: bool = True, **monitor_kwargs: Any) -> Any:
+    """A Lightning callback that feeds a ``Monitor`` from ``training_step``'s return value
+    (see ``monitor_callback``; needs the ``lightning`` package)."""
+    return monitor_callback(monitor, log, **monitor_kwargs)
