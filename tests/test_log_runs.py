@@ -39,3 +39,19 @@ def test_one_run_is_one_run(tmp_path: Path) -> None:
     assert (raw.runs, raw.run) == (1, 1)
     assert raw.columns["loss"].values.tolist() == [3.0, 2.0, 1.0]
     assert not any("runs in this file" in n for n in raw.notes)
+
+
+def test_the_command_reports_the_runs_and_takes_run(tmp_path: Path) -> None:
+    from bad.helpers import error_line, run_cli
+
+    p = _scalars(tmp_path / "scalars.json", [[3.0, 2.0], [5.0, 4.0, 3.5]])
+    res = run_cli(["logs", p, "--format", "json"])
+    assert res.code == 0, res.stderr
+    src = json.loads(res.stdout)["source"]
+    assert (src["runs"], src["run"]) == (2, 2)
+    assert json.loads(res.stdout)["metrics"]["loss"]["last"] == 3.5
+    res = run_cli(["logs", p, "--run", "1", "--format", "json"])
+    assert json.loads(res.stdout)["metrics"]["loss"]["last"] == 2.0
+    table = run_cli(["logs", p])
+    assert "2 runs in this file" in " ".join(table.stdout.split())
+    assert "--run 3" in error_line(run_cli(["logs", p, "--run", "3"]))

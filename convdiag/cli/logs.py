@@ -66,6 +66,13 @@ from convdiag.watch.discover import FORMATS
     show_default=True,
     help="Offset loss within this share of the mean predictor's = at it (0.15 ~ R^2 < 0.25).",
 )
+@click.option(
+    "--run",
+    "run_index",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Which run of a file holding several (its steps restart), 1-based; default the last.",
+)
 @dataset_options()
 @run_options()
 def command(
@@ -78,6 +85,7 @@ def command(
     loss: str,
     margin: float,
     reg_margin: float,
+    run_index: int | None,
     dataset: DatasetOptions,
     run: RunOptions,
 ) -> int:
@@ -129,13 +137,16 @@ def command(
         loss=loss,
         margin=margin,
         reg_margin=reg_margin,
+        run=run_index,
         out=run.out,
     )
 
     def render(console: Any) -> None:
         render_table(console, report)
         if run.out:
-            console.print(f"[dim]Wrote {run.out}/report.json, report.md and timeline.png.[/]")
+            console.print(
+                f"[dim]Wrote {run.out}/report.json, report.md, report.html and timeline.png.[/]"
+            )
 
     emit(report, run.format, render, lambda: render_markdown(report))
     return exit_code([Finding.from_dict(f) for f in report["findings"]], run.fail_on)

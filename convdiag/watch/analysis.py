@@ -170,6 +170,7 @@ def analyze_log(
     reg_margin: float = 0.15,
     radius: float = 3.0,
     thresholds: Thresholds | None = None,
+    run: int | None = None,
     out: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Read the log at ``path`` and return the report (see the module docstring).
@@ -177,6 +178,7 @@ def analyze_log(
     mapping: ``--map`` text or {key: column}. prior / data / level / loss: the constant
     predictor's reference (``build_reference``). margin: the cls loss counts as "at the
     constant predictor's" within this share; reg_margin: the same for the offset loss.
+    run: which run of a file holding several (1-based; default the last).
     """
     from convdiag import __version__
     from convdiag.diagnosis.rules import verdict
@@ -191,7 +193,7 @@ def analyze_log(
 
         out_dir = prepare_out_dir(out)
     user = parse_map(mapping) if isinstance(mapping, str | None) else dict(mapping)
-    raw = read_log(Path(path), log_format, user.get("step"))
+    raw = read_log(Path(path), log_format, user.get("step"), run)
     mapped = map_columns(raw, user)
     ref = build_reference(mapped, level, loss, prior, data, dataset, radius)
     th = (thresholds or Thresholds()).replace(
@@ -213,6 +215,8 @@ def analyze_log(
             "columns": dict(mapped.columns),
             "unmapped": mapped.unmapped,
             "notes": list(raw.notes),
+            "runs": raw.runs,
+            "run": raw.run,
         },
         "reference": ref.to_dict(),
         "thresholds": th.to_dict(),
