@@ -266,6 +266,7 @@ def test_retrain_devices_two_writes_one_checkpoint(
     assert sorted(p.name for p in out.iterdir()) == [
         "curves.png",
         "history.csv",
+        "report.html",
         "report.json",
         "retrained.pt",
     ]

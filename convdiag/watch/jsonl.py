@@ -43,12 +43,12 @@ def _parse(text: str) -> Any:
 def _load_lines(p: Path) -> tuple[list[dict[str, Any]], list[str]]:
     notes: list[str] = []
     with open_log(p) as f:
-        first = ""
-        for first in iter(lambda: f.read(1), ""):
-            if not first.isspace():
-                break
-        f.seek(0)
         try:
+            first = ""
+            for first in iter(lambda: f.read(1), ""):
+                if not first.isspace():
+                    break
+            f.seek(0)
             if first == "[":  # a JSON array of objects: parsed whole
                 try:
                     data = _parse(f.read())
