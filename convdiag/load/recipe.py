@@ -117,4 +117,3 @@ class Recipe:
             parts.append(f"copy-paste {self.copy_paste}")
         parts.append(f"bias {self.bias_init}")
         return ", ".join(parts)
-
