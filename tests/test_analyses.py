@@ -20,13 +20,9 @@ from convdiag.analyses.base import (
     grad_bins,
     mass_fraction_cells,
 )
-from convdiag.analyses.run import (
-    head_parameters,
-    make_step,
-    pos_weight_for,
-    run_analyses,
-)
+from convdiag.analyses.run import head_parameters, make_step, run_analyses
 from convdiag.analyses.targets import fit_spots
+from convdiag.diagnosis.remedy_catalogue import pos_weight_for
 from convdiag.load.batching import make_batch
 from convdiag.load.outputs import normalize_outputs
 from convdiag.load.recipe import Recipe

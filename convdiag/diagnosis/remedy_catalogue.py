@@ -16,6 +16,7 @@ next to the code that applies a remedy to a recipe.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -127,3 +128,28 @@ def nonfinite_remedies() -> list[Remedy]:
 def advice(rid: str, why: str) -> Remedy:
     """Architecture advice: recommended with evidence, never applied by ``retrain``."""
     return Remedy(rid, {}, why, applied=False)
+
+
+# ------------------------------------------------------- parameters derived from the data
+
+
+def pos_weight_for(neg_per_pos: float | None) -> float:
+    """pos_weight from the measured negatives per positive: sqrt(n_neg / n_pos), 2 digits.
+
+    The geometric mean between no weighting (1) and full balancing (n_neg / n_pos), clamped
+    to [2, 1000]: full balancing floods false positives at 1:4000.
+    """
+    if not neg_per_pos or neg_per_pos <= 1:
+        return 2.0
+    w = math.sqrt(float(neg_per_pos))
+    digits = 1 - math.floor(math.log10(w))
+    return float(min(max(round(w, digits), 2.0), 1000.0))
+
+
+def soft_params_for(stride: int, target_radius_px: float | None, trunc: float) -> dict[str, Any]:
+    """Soft-label kernel and sigma for a level from the target radius (label_stats rules)."""
+    from convdiag.analyses.label_stats import SEED_TARGET_RADIUS, kernel_for, sigma_for
+
+    r = target_radius_px if target_radius_px else SEED_TARGET_RADIUS
+    sigma = sigma_for(stride, r)
+    return {"kernel": kernel_for(sigma, trunc), "sigma": sigma, "trunc": trunc}

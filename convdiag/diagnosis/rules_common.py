@@ -47,7 +47,7 @@ def num(v: float | None) -> str:
 def soft_params(stride: int, targets: dict[str, Any] | None, trunc: float) -> dict[str, Any]:
     """Soft-label parameters at a stride from the measured target radius (label_stats rules:
     sigma = radius / stride clamped to 0.8-1.2, kernel = smallest odd window >= trunc)."""
-    from convdiag.analyses.run import soft_params_for
+    from convdiag.diagnosis.remedy_catalogue import soft_params_for
 
     return soft_params_for(stride, (targets or {}).get("radius_px"), trunc)
 
@@ -121,7 +121,7 @@ def signal_remedies(c: Ctx, include: Iterable[str]) -> list[Remedy]:
         if rid == "soft-labels":
             params = soft_params(stride, c.targets, r.trunc)
         elif rid == "pos-weight":
-            from convdiag.analyses.run import pos_weight_for
+            from convdiag.diagnosis.remedy_catalogue import pos_weight_for
 
             params = {"w": pos_weight_for(c.lstats.get("neg_per_pos"))}
         else:

@@ -18,14 +18,8 @@ from torch import nn
 from convdiag import __version__
 from convdiag.analyses import AnalysisContext, Candidate
 from convdiag.analyses.base import to_plain
-from convdiag.analyses.run import (
-    level_metrics,
-    neighbourhood_for,
-    pos_weight_for,
-    probe_levels,
-    run_analyses,
-    soft_params_for,
-)
+from convdiag.analyses.run import level_metrics, neighbourhood_for, probe_levels, run_analyses
+from convdiag.diagnosis.remedy_catalogue import pos_weight_for, soft_params_for
 from convdiag.errors import InputError
 from convdiag.load.recipe import Recipe
 from convdiag.load.runner import ModelRunner

@@ -163,7 +163,7 @@ def select_arms(arms: Sequence[Arm], text: str | None) -> list[Arm]:
 def pos_weight_from_prior(prior: float) -> float:
     """w = sqrt(negatives per positive), 2 significant digits, in [2, 1000] (from the label
     prior p: negatives per positive = (1 - p) / p)."""
-    from convdiag.analyses.run import pos_weight_for
+    from convdiag.diagnosis.remedy_catalogue import pos_weight_for
 
     return pos_weight_for((1 - prior) / prior if prior > 0 else None)
 

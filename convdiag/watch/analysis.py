@@ -87,7 +87,7 @@ def build_reference(
             "cls loss not compared with the constant predictor: give --prior or --data"
         )
     if ref.level is not None and ref.offsets_needed is None:
-        from convdiag.analyses.run import soft_params_for
+        from convdiag.diagnosis.remedy_catalogue import soft_params_for
 
         ref.offsets_needed = _offsets_needed(stride_of(ref.level), math.sqrt(2 / 12), radius)
         ref.soft = soft_params_for(stride_of(ref.level), None, 0.1)
@@ -95,9 +95,9 @@ def build_reference(
 
 
 def _from_data(ref: Reference, data: Any, dataset: Any, radius: float) -> None:
-    from convdiag.analyses.run import soft_params_for
     from convdiag.analyses.targets import measure_targets
     from convdiag.diagnosis.labels import label_statistics
+    from convdiag.diagnosis.remedy_catalogue import soft_params_for
     from convdiag.load.datasets import load_dataset
     from convdiag.targets.geometry import offset_targets, stride_of
 

@@ -108,7 +108,7 @@ def signal_remedies(ref: Reference) -> list[Remedy]:
     """Remedies that move the learning signal to the targets, ranked by the F1 each reached
     on the dim synthetic P2 set (``diagnose.MEASURED_F1``); those the run already uses
     (``ref.loss``) are left out; then a coarser level (from ``--data``) and advice."""
-    from convdiag.analyses.run import pos_weight_for
+    from convdiag.diagnosis.remedy_catalogue import pos_weight_for
 
     cands: list[Remedy] = []
     for rid in SIGNAL_REMEDIES:

@@ -52,7 +52,7 @@ def sample_symptoms(st: dict[str, Any], th: Thresholds, radius: float) -> dict[s
 def sample_finding(mon: Any, sid: str, st: dict[str, Any], start: int, n: int) -> Finding:
     """The finding of symptom ``sid`` seen by Monitor ``mon`` at ``n`` samples since step
     ``start``: its evidence, text and remedies (the catalogue's, ranked as in logs)."""
-    from convdiag.analyses.run import soft_params_for
+    from convdiag.diagnosis.remedy_catalogue import soft_params_for
     from convdiag.watch.symptoms import Reference, signal_remedies
 
     prior = st["prior"]
