@@ -23,8 +23,6 @@ as ``convdiag train``), ``run_training`` (a built model), ``retrain`` and
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -80,17 +78,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
-
-
-class _Package(types.ModuleType):
-    """Keeps public names that are also submodule names (``train``, ``diagnose``) bound to
-    the functions: importing a submodule binds it on its package, which would otherwise
-    replace the lazy name and make ``convdiag.diagnose(...)`` depend on import order."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _LAZY:
-            return  # the submodule stays reachable through sys.modules and ``from ... import``
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

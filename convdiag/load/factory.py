@@ -155,11 +155,6 @@ def resolve_factory(spec: str, what: str = "--model", trusted: bool = True) -> C
         if not hasattr(obj, part):
             raise InputError(f"{what} {spec}: {module_name} has no attribute {attr_path}")
         obj = getattr(obj, part)
-    last = attr_path.rsplit(".", 1)[-1]
-    if isinstance(obj, types.ModuleType) and callable(getattr(obj, last, None)):
-        # Importing submodule convdiag.models.detector rebinds the package attribute
-        # ``reference`` (the factory) to the module: take the module's same-named callable.
-        obj = getattr(obj, last)
     if not callable(obj):
         raise InputError(f"{what} {spec}: {attr_path} is not callable")
     result: Callable[..., Any] = obj
