@@ -114,3 +114,34 @@ def test_percentages_are_read_as_fractions_and_fa_is_named(tmp_path: Path) -> No
     m = map_columns(read_log(fractions))
     assert m.series["recall"].values.tolist() == [1.0]  # exactly 1 is a fraction, not 1%
     assert not any("percentages" in n for n in m.raw.notes)
+
+
+def test_a_fifo_in_a_run_folder_is_never_opened(tmp_path: Path) -> None:
+    """A FIFO named like a log would block a content sniff forever: it is skipped in a
+    folder and refused by name (run in a daemon thread, so a regression fails, not hangs)."""
+    import os
+    import threading
+
+    from convdiag.errors import InputError
+    from convdiag.watch.text_logs import read_text_log
+
+    run = tmp_path / "run"
+    run.mkdir()
+    os.mkfifo(run / "train.log")
+    (run / "log.txt").write_bytes((TEXT / "centernet_log.txt").read_bytes())
+    found: list[object] = []
+
+    def look() -> None:
+        found.append(find_log(run))
+        try:
+            read_text_log(run / "train.log")
+        except InputError as e:
+            found.append(str(e))
+
+    t = threading.Thread(target=look, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "a FIFO was opened"
+    fmt, files, _ = found[0]  # type: ignore[misc]
+    assert fmt == "text" and [f.name for f in files] == ["log.txt"]
+    assert "not a regular file" in str(found[1])

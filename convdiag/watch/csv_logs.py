@@ -34,9 +34,9 @@ def _number(cell: str) -> float | None:
 MAX_LOG_BYTES = 4 * 2**30
 
 
-def open_log(path: Path) -> io.TextIOWrapper:
-    """Open a log file for streaming text reads: a regular file of at most ``MAX_LOG_BYTES``
-    (devices, FIFOs and sockets are refused: reading them may never end)."""
+def check_log_file(path: Path) -> None:
+    """InputError unless ``path`` is a regular file of at most ``MAX_LOG_BYTES`` (devices,
+    FIFOs and sockets are refused: reading them may never end)."""
     import stat
 
     try:
@@ -51,6 +51,11 @@ def open_log(path: Path) -> io.TextIOWrapper:
         raise InputError(
             f"{path}: {st.st_size / 2**30:.1f} GiB, over the {MAX_LOG_BYTES >> 30} GiB limit"
         )
+
+
+def open_log(path: Path) -> io.TextIOWrapper:
+    """Open a log file (checked by ``check_log_file``) for streaming UTF-8 text reads."""
+    check_log_file(path)
     try:
         return path.open(encoding="utf-8-sig", newline="")
     except OSError as e:

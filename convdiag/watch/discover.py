@@ -38,8 +38,9 @@ def _walk(root: Path) -> list[Path]:
         dirs[:] = sorted(x for x in dirs if not x.startswith(".") and x not in SKIP_DIRS)
         if len(Path(d).parts) - base >= MAX_DEPTH:
             dirs[:] = []
+        # regular files only: a FIFO or device in a run folder would block a content sniff
         out += [Path(d) / f for f in sorted(files) if not f.startswith(".")]
-    return out
+    return [f for f in out if f.is_file()]
 
 
 def _json_ok(p: Path) -> bool:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from convdiag.errors import InputError
+from convdiag.watch.csv_logs import check_log_file
 from convdiag.watch.table import RawLog, Series
 
 NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf"
@@ -70,7 +71,10 @@ def _lines(p: Path, notes: list[str]) -> Iterator[str]:
 
 
 def sniff_text_log(p: Path, limit: int = 1 << 16) -> str | None:
-    """The text-log style of ``p`` from its first ``limit`` bytes, or None."""
+    """The text-log style of ``p`` from its first ``limit`` bytes, or None (also for
+    anything but a regular file: opening a FIFO would block)."""
+    if not p.is_file():
+        return None
     try:
         with p.open("rb") as f:
             head = f.read(limit).decode("utf-8", errors="replace")
@@ -215,6 +219,7 @@ def read_text_log(p: Path) -> RawLog:
 
     A file in none of the known styles -> InputError naming it and the styles read.
     """
+    check_log_file(p)
     style = sniff_text_log(p)
     if style is None:
         raise InputError(
