@@ -90,9 +90,9 @@ def table_html(header: list[str], rows: list[list[Any]], anchor: str = "") -> st
     )
 
 
-def _plots(report: dict[str, Any], base: Path | None) -> dict[tuple[str, str], str]:
-    """{(level, name): data URI} of every plot file the report names that can be read."""
-    out: dict[tuple[str, str], str] = {}
+def plot_entries(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(level, name, file) of every plot a report lists: ``{"P2": {"scores": "P2_scores.png"}}``
+    (per level), ``{"timeline": "timeline.png"}`` or ``["curves.png", ...]`` (level "")."""
     plots = report.get("plots") or {}
     items: list[tuple[str, str, Any]] = []
     if isinstance(plots, dict):
@@ -103,9 +103,15 @@ def _plots(report: dict[str, Any], base: Path | None) -> dict[tuple[str, str], s
                 items.append(("", str(lv), v))
     elif isinstance(plots, list):
         items += [("", Path(str(f)).stem, f) for f in plots]
-    for lv, name, f in items:
-        if base is None or not isinstance(f, str):
-            continue
+    return [(lv, name, f) for lv, name, f in items if isinstance(f, str)]
+
+
+def _plots(report: dict[str, Any], base: Path | None) -> dict[tuple[str, str], str]:
+    """{(level, name): data URI} of every plot file the report names that can be read."""
+    out: dict[tuple[str, str], str] = {}
+    if base is None:
+        return out
+    for lv, name, f in plot_entries(report):
         p = base / f
         try:
             if p.is_file() and p.stat().st_size <= MAX_PLOT_BYTES:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from convdiag.errors import InputError
+from convdiag.report.html import plot_entries
 
 
 def _writer(logdir: str | os.PathLike[str]) -> Any:
@@ -42,18 +43,6 @@ def _numbers(d: dict[str, Any]) -> dict[str, float]:
         for k, v in d.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
     }
-
-
-def _plot_files(report: dict[str, Any]) -> list[tuple[str, str]]:
-    plots = report.get("plots") or {}
-    out: list[tuple[str, str]] = []
-    if isinstance(plots, dict):
-        for lv, v in plots.items():
-            if isinstance(v, dict):
-                out += [(f"{lv}/{k}", f) for k, f in v.items() if isinstance(f, str)]
-            elif isinstance(v, str):
-                out.append((str(lv), v))
-    return out
 
 
 def write_tensorboard(
@@ -85,13 +74,13 @@ def write_tensorboard(
             lines.append(f"- {f.get('severity')} {f.get('id')} {f.get('level') or ''}: {ev}")
         tags.append("convdiag/findings")
         w.add_text(tags[-1], "\n".join(lines), step)
-        for name, file in _plot_files(report):
+        for lv, name, file in plot_entries(report):
             p = (base or Path(".")) / file
             if not p.is_file():
                 continue
             with Image.open(p) as im:
                 arr = np.asarray(im.convert("RGB"))
-            tags.append(f"convdiag/{name}")
+            tags.append(f"convdiag/{lv}/{name}" if lv else f"convdiag/{name}")
             w.add_image(tags[-1], arr, step, dataformats="HWC")
         for arm in (report.get("race") or {}).get("arms") or []:
             for rung in arm.get("rungs") or []:
