@@ -24,9 +24,14 @@ class FindingKind:
 _ALL = ("analyze", "logs", "check", "monitor")
 KINDS: tuple[FindingKind, ...] = (
     FindingKind("non-finite-outputs", "error", "non-finite outputs", _ALL),
+    FindingKind("dead-network", "error", "dead network", ("analyze", "check")),
     FindingKind("background-collapse", "error", "background collapse", _ALL),
     FindingKind("calibration-collapse", "error", "calibration collapse", ("analyze", "check")),
     FindingKind("fp-flood", "error", "false-positive flood", ("analyze", "logs", "check")),
+    FindingKind("label-shift", "error", "label shift", ("analyze", "labels", "check")),
+    FindingKind(
+        "offset-head-untrained", "error", "offset head untrained", ("analyze", "check")
+    ),
     FindingKind("regression-collapse", "error", "regression collapse", _ALL),
     FindingKind(
         "gradient-starvation", "warning", "gradient starvation", ("analyze", "check", "monitor")
@@ -37,7 +42,11 @@ KINDS: tuple[FindingKind, ...] = (
     ),
     FindingKind("label-collision", "warning", "label collision", ("analyze", "labels", "check")),
     FindingKind("extreme-imbalance", "warning", "extreme imbalance", ("labels", "check")),
+    FindingKind("validation-off", "warning", "validation off", ("logs",)),
     FindingKind("loss-plateau", "warning", "loss plateau", ("logs",)),
+    FindingKind("too-short", "info", "too short to judge", ("logs",)),
+    FindingKind("single-class-cls-loss", "info", "cls loss 0 by design", ("logs",)),
+    FindingKind("not-judged", "info", "not judged", ("analyze", "check")),
     FindingKind("healthy", "info", "healthy", ("analyze",)),
 )
 KIND_OF = {k.id: k for k in KINDS}
