@@ -601,7 +601,9 @@ def test_find_symptoms_on_plain_series() -> None:
     })  # fmt: skip
     m = map_columns(raw, {"f1": "F", "recall": "Pd"})
     fs = find_symptoms(m, Reference(level="P2"), Thresholds(min_points=11))
-    assert [f.id for f in fs] == ["healthy"]  # 10 evaluations < 11 required
+    # 10 evaluations < 11 required: too short to judge, never "healthy" (issue 11)
+    assert [f.id for f in fs] == ["too-short"]
+    assert fs[0].evidence["points"] == 10 and fs[0].evidence["min_points"] == 11
     fs = find_symptoms(m, Reference(level="P2"))
     assert fs[0].id == "background-collapse" and fs[0].evidence["started_at"] == 0
 

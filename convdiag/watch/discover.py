@@ -118,7 +118,8 @@ def read_log(
 ) -> RawLog:
     """Find and read the log at ``path``. x_column: ``--map step=COLUMN`` (CSV and JSON).
 
-    run: which run of a JSON-lines file holding several (1-based; default the last).
+    run: which run of a JSON-lines file or of a folder of event files holding several
+    (1-based; default the last).
     """
     from convdiag.watch.csv_logs import read_csv_log
     from convdiag.watch.jsonl import read_jsonl_log
@@ -128,7 +129,7 @@ def read_log(
     fmt, files, notes = find_log(path, log_format)
     root = Path(path)
     if fmt == "tensorboard":
-        raw = read_tensorboard(files, root if root.is_dir() else None)
+        raw = read_tensorboard(files, root if root.is_dir() else None, run)
     elif fmt == "jsonl":
         raw = read_jsonl_log(files[0], x_column, run)
     elif fmt == "text":
@@ -136,6 +137,8 @@ def read_log(
     else:
         raw = read_csv_log(files[0], fmt, x_column)
     raw.notes = notes + raw.notes
+    if run is not None and not 1 <= run <= raw.runs:
+        raise InputError(f"--run {run}: {path} holds {raw.runs} run(s)")
     if not raw.columns:
         raise InputError(f"{raw.files[0] if len(raw.files) == 1 else path}: no numeric values")
     return raw

@@ -4,7 +4,9 @@
 - mmengine: train lines hold ``lr``, ``loss``, ``loss_*``, ``iter``, ``step`` (and ``epoch``
   in epoch-based runs); validation lines hold the metrics and ``step``, which counts
   *epochs* when metrics are logged by epoch (mmengine's default). Such steps are moved to
-  the last training step of that epoch so every series shares one axis.
+  the last training step of that epoch so every series shares one axis; validation steps
+  that otherwise lie behind the training iterations (``"step": 0`` after iteration 500)
+  are moved to the preceding training iteration.
 - mmdet 2.x: each line has ``mode`` (train/val), ``epoch`` and ``iter`` (counted within the
   epoch); the first line is environment info without them and is skipped. The step is
   (epoch - 1) x iterations per epoch + iter; validation lines sit at the end of their epoch.
@@ -168,8 +170,32 @@ def read_jsonl_log(path: str | Path, x_key: str | None = None, run: int | None =
     if epoch_end and val_x and all(float(v).is_integer() and v in epoch_end for v in val_x):
         rows = [(xv if tr else epoch_end[xv], d, tr) for xv, d, tr in rows]
         notes.append("validation steps counted epochs: placed at each epoch's last train step")
+    else:
+        rows = _val_after_train(rows, notes)
     series = _series(rows, {xk} if xk else set())
     return RawLog("jsonl", str(p), [str(p)], series, x_name, notes, runs=n_runs, run=k)
+
+
+def _val_after_train(
+    rows: list[tuple[float, dict[str, Any], bool]], notes: list[str]
+) -> list[tuple[float, dict[str, Any], bool]]:
+    """Validation rows whose step lies behind the training row before them (an
+    iteration-based run logging ``"step": 0`` or an epoch after iterations 500, 1000, ...)
+    are placed at that training row's step, so their symptoms start where they were
+    measured, not at 0."""
+    out, last, moved = [], None, 0
+    for xv, d, tr in rows:
+        if tr:
+            last = xv
+        elif last is not None and xv < last:
+            xv, moved = last, moved + 1
+        out.append((xv, d, tr))
+    if moved:
+        notes.append(
+            f"{moved} validation rows had steps behind the training iterations: placed at "
+            "the preceding training iteration"
+        )
+    return out
 
 
 def _series(rows: list[tuple[float, dict[str, Any], bool]], skip: set[str]) -> dict[str, Series]:

@@ -23,6 +23,8 @@ AUTO_NAMES: dict[str, tuple[str, ...]] = {
                  "cls_loss", "train/loss_cls", "loss_cls", "train/loss_hm", "loss_hm",
                  "train/heatmap_loss", "heatmap_loss", "loss_heatmap", "train/focal_loss",
                  "focal_loss"),
+    "obj_loss": ("train/obj_loss", "obj_loss", "train_obj_loss", "train/loss_obj", "loss_obj",
+                 "loss_objectness"),
     "reg_loss": ("train/off_loss", "off_loss", "train_off_loss", "train/offset_loss",
                  "offset_loss", "train_offset_loss", "train/reg_loss", "train_reg_loss",
                  "reg_loss", "train/loss_offset", "loss_offset", "loss_off", "train/loss_reg",
@@ -50,7 +52,8 @@ AUTO_NAMES: dict[str, tuple[str, ...]] = {
 FRACTION_KEYS = ("f1", "precision", "recall", "map", "iou", "niou")
 KEYS = ("step", *AUTO_NAMES)
 SIGNAL_KEYS = (
-    "loss", "cls_loss", "reg_loss", "f1", "precision", "recall", "fp", "map", "iou", "niou",
+    "loss", "cls_loss", "obj_loss", "reg_loss", "f1", "precision", "recall", "fp", "map",
+    "iou", "niou",
 )  # fmt: skip
 LIGHTNING_SUFFIXES = ("", "_step", "_epoch")
 

@@ -1,5 +1,8 @@
 """Symptoms found over time in a training log, as ``Finding``s that say when each started.
 
+First the run checks of ``log_rules_run`` (validation-off, single-class-cls-loss) decide
+which series are evidence; a log too short for the rules gets too-short, never healthy.
+
 Every rule looks at the end of the run: a condition that holds from some point to the last
 value (the *stretch*) for at least ``min_points`` logged values. ``started_at`` is the
 step (or epoch) where that stretch begins. Windows are the first and last quarter of a
@@ -10,8 +13,8 @@ decide; losses compared with a reference are smoothed by a trailing median of 5 
 - non-finite-outputs: any NaN or Inf in a mapped series (started at the first one).
 - loss-plateau (warning): a loss equal to 6 decimals for ``plateau_points`` values in a row
   (exactly 0 for an auxiliary loss: no positive reaches it).
-- background-collapse: F1 (else recall/Pd, else mAP) below ``f1_min`` over the stretch
-  (recall too, when F1 is the metric), with the loss falling or not; or, without any
+- background-collapse: F1 (else recall/Pd, else mAP, else IoU/nIoU) below ``f1_min`` over
+  the stretch (recall too, when F1 is the metric), with the loss falling or not; or, without any
   detection metric, the classification loss within ``margin`` of the best constant
   predictor's loss over the stretch.
 - fp-flood: FP per image above ``fp_per_image_max`` over the stretch and falling by less
@@ -49,6 +52,7 @@ from convdiag.watch.log_rules_common import (
 from convdiag.watch.log_rules_common import (
     ev as evid,
 )
+from convdiag.watch.log_rules_run import single_class, too_short, validation_off
 from convdiag.watch.mapping import MappedLog
 from convdiag.watch.table import Series
 
@@ -95,7 +99,7 @@ def _at_constant(
 
 def collapse(m: MappedLog, ref: Reference, axis: str, th: Thresholds) -> list[Finding]:
     """background-collapse (see the module docstring)."""
-    metric = next((k for k in ("f1", "recall", "map") if k in m.series), None)
+    metric = next((k for k in ("f1", "recall", "map", "iou", "niou") if k in m.series), None)
     stuck_at: float | None = None
     ev: dict[str, Any] = {}
     if metric is not None:
@@ -307,13 +311,20 @@ def find_symptoms(m: MappedLog, ref: Reference, th: Thresholds | None = None) ->
 
     t = th or Thresholds()
     axis = m.raw.x_name
-    found = non_finite(m, axis)
+    # what the run itself says first: validation off, a single-class cls loss
+    val = validation_off(m, t)
+    single = single_class(val.mapped)
+    m = single.mapped
+    found = val.findings + single.findings + non_finite(m, axis)
     flood = fp_flood(m, axis, t)
     # as in analyze: many false positives and no hit is a flood, not a quiet background
     found += flood or collapse(m, ref, axis, t)
     found += regression(m, ref, axis, t)
     found += plateaus(m, axis, t)
-    if not any(f.severity in ("warning", "error") for f in found):
+    short = too_short(m, t)
+    if short is not None:
+        found.append(short)  # never "healthy": too few points to judge
+    elif not any(f.severity in ("warning", "error") for f in found):
         last = {k: float(finite(s)[1][-1]) for k, s in m.series.items() if len(finite(s)[1])}
         found.append(
             Finding(

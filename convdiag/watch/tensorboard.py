@@ -175,31 +175,73 @@ def read_records(path: str | Path) -> tuple[list[bytes], list[str]]:
     return out, notes
 
 
-def read_tensorboard(files: list[Path], root: Path | None = None) -> RawLog:
-    """Scalars of one or more event files as series over the step.
+def _writer_of(f: Path) -> tuple[float, str]:
+    """(creation time, writer key) from ``events.out.tfevents.{time}.{host}.{pid}.{n}``.
 
-    Files in sub-folders of ``root`` (``SummaryWriter.add_scalars`` writes one per curve)
-    get their folder as a tag prefix: ``loss_train/loss``. A tag written twice at a step
-    (a restarted run) keeps both points; the later one is drawn last.
+    The writer key is host and pid (``add_scalars`` sub-writers share their run's); a
+    name without a pid (TensorFlow's ``...{time}.{host}``) keys by host and folder.
     """
+    rest = f.name[len("events.out.tfevents.") :].split(".")
+    try:
+        t = float(rest[0])
+    except (ValueError, IndexError):
+        t = 0.0
+    if len(rest) >= 4 and rest[-2].isdigit():
+        return t, ".".join(rest[1:-2]) + ":" + rest[-2]
+    return t, ".".join(rest[1:]) + ":" + str(f.parent)
+
+
+def split_tb_runs(files: list[Path]) -> list[list[Path]]:
+    """Event files grouped into runs, oldest run first: one run per writing process (host
+    and pid of the file name), so a folder holding several runs is not merged."""
+    groups: dict[str, list[tuple[float, Path]]] = defaultdict(list)
+    for f in files:
+        t, key = _writer_of(f)
+        groups[key].append((t, f))
+    runs = sorted(groups.values(), key=lambda g: (min(t for t, _ in g), str(g[0][1])))
+    return [[f for _, f in sorted(g, key=lambda tf: (tf[0], str(tf[1])))] for g in runs]
+
+
+def read_tensorboard(files: list[Path], root: Path | None = None, run: int | None = None) -> RawLog:
+    """Scalars of one run of event files as series over the step.
+
+    The files are split into runs (``split_tb_runs``); ``run`` (1-based) picks one, default
+    the last (out of range: InputError naming ``--run``). Files in sub-folders of the run's
+    top folder (``SummaryWriter.add_scalars`` writes one per curve) get their folder as a
+    tag prefix: ``loss_train/loss``. A tag written twice at a step keeps both points; the
+    later one is drawn last.
+    """
+    runs = split_tb_runs(files)
+    k = len(runs) if run is None else run
+    if not 1 <= k <= len(runs):
+        raise InputError(f"--run {run}: {root or files[0]} holds {len(runs)} run(s)")
+    chosen = runs[k - 1]
+    base = min((f.parent for f in chosen), key=lambda d: (len(d.parts), str(d)))
     xs: dict[str, list[float]] = defaultdict(list)
     vs: dict[str, list[float]] = defaultdict(list)
     notes: list[str] = []
-    for f in files:
+    if len(runs) > 1:
+        notes.append(
+            f"{len(runs)} runs in these event files (one per writing process); read run {k} "
+            f"({base}), pass --run K for another"
+        )
+    for f in chosen:
         records, n = read_records(f)
         notes += n
         prefix = ""
-        if root is not None and f.parent != root:
-            prefix = f.parent.relative_to(root).as_posix() + "/"
-        for k, data in enumerate(records):
+        if f.parent != base and f.parent.is_relative_to(base):
+            prefix = f.parent.relative_to(base).as_posix() + "/"
+        for i, data in enumerate(records):
             try:
                 step, scalars = parse_event(data)
             except (ValueError, struct.error) as e:
-                notes.append(f"{f.name}: record {k} is not an Event ({e}); skipped")
+                notes.append(f"{f.name}: record {i} is not an Event ({e}); skipped")
                 continue
             for tag, value in scalars:
                 xs[prefix + tag].append(float(step or 0))
                 vs[prefix + tag].append(value)
-    series = {k: Series(k, np.array(xs[k]), np.array(vs[k])) for k in xs}
+    series = {key: Series(key, np.array(xs[key]), np.array(vs[key])) for key in xs}
     path = str(root if root is not None else files[0])
-    return RawLog("tensorboard", path, [str(f) for f in files], series, "step", notes)
+    return RawLog(
+        "tensorboard", path, [str(f) for f in chosen], series, "step", notes, len(runs), k
+    )
