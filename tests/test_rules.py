@@ -95,9 +95,11 @@ ROWS: list[tuple[str, dict[str, Any], list[str], str | None]] = [
     # non-finite-outputs: share > nonfinite_max (0)
     ("nonfinite at", {"res:outputs.cls_nonfinite_fraction": 0.0}, ["healthy"], None),
     ("nonfinite above", {"res:outputs.cls_nonfinite_fraction": 1e-5,
-                         "res:outputs.cls_nonfinite": 1}, ["non-finite-outputs"], "loss-ramp"),
+                         "res:outputs.cls_nonfinite": 1}, ["non-finite-outputs", "not-judged"],
+     "loss-ramp"),
     ("nonfinite reg above", {"res:outputs.reg_nonfinite_fraction": 1e-5,
-                             "res:outputs.reg_nonfinite": 1}, ["non-finite-outputs"], "loss-ramp"),
+                             "res:outputs.reg_nonfinite": 1}, ["non-finite-outputs", "not-judged"],
+     "loss-ramp"),
     # background-collapse: F1 < f1_min (0.1) without ranking
     ("collapse below", {**COLLAPSED, "m:f1_at_threshold": TH.f1_min - EPS},
      ["background-collapse"], "focal-loss"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from convdiag.analyses.base import Analysis, AnalysisContext, AnalysisStep, Candidate
 from convdiag.analyses.detections import DetectionAnalysis
+from convdiag.analyses.displacement import DisplacementAnalysis
 from convdiag.analyses.gradients import GradientAnalysis
 from convdiag.analyses.heads import HeadGradientAnalysis
 from convdiag.analyses.loss import LossAnalysis
@@ -15,7 +16,16 @@ from convdiag.analyses.offsets import OffsetAnalysis
 from convdiag.analyses.outputs import OutputAnalysis
 from convdiag.analyses.scores import ScoreAnalysis
 
-ANALYSES = ("outputs", "scores", "loss", "gradients", "heads", "offsets", "detections")
+ANALYSES = (
+    "outputs",
+    "scores",
+    "loss",
+    "gradients",
+    "heads",
+    "offsets",
+    "detections",
+    "displacement",
+)
 
 __all__ = [
     "ANALYSES",
@@ -39,5 +49,6 @@ def build_analyses(
         "heads": HeadGradientAnalysis(ctx.recipe, head_params),
         "offsets": OffsetAnalysis(ctx.stride),
         "detections": DetectionAnalysis(ctx.radius, ctx.threshold),
+        "displacement": DisplacementAnalysis(ctx.stride, ctx.radius),
     }
     return {k: made[k] for k in ANALYSES}

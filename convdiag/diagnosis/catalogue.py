@@ -25,13 +25,12 @@ _ALL = ("analyze", "logs", "check", "monitor")
 KINDS: tuple[FindingKind, ...] = (
     FindingKind("non-finite-outputs", "error", "non-finite outputs", _ALL),
     FindingKind("dead-network", "error", "dead network", ("analyze", "check")),
+    # label-shift: an error past the match radius; a consistent smaller shift is a warning
+    FindingKind("label-shift", "error", "label shift", ("analyze", "labels", "check")),
     FindingKind("background-collapse", "error", "background collapse", _ALL),
     FindingKind("calibration-collapse", "error", "calibration collapse", ("analyze", "check")),
     FindingKind("fp-flood", "error", "false-positive flood", ("analyze", "logs", "check")),
-    FindingKind("label-shift", "error", "label shift", ("analyze", "labels", "check")),
-    FindingKind(
-        "offset-head-untrained", "error", "offset head untrained", ("analyze", "check")
-    ),
+    FindingKind("offset-head-untrained", "error", "offset head untrained", ("analyze", "check")),
     FindingKind("regression-collapse", "error", "regression collapse", _ALL),
     FindingKind(
         "gradient-starvation", "warning", "gradient starvation", ("analyze", "check", "monitor")
@@ -45,9 +44,9 @@ KINDS: tuple[FindingKind, ...] = (
     FindingKind("validation-off", "warning", "validation off", ("logs",)),
     FindingKind("loss-plateau", "warning", "loss plateau", ("logs",)),
     FindingKind("too-short", "info", "too short to judge", ("logs",)),
+    FindingKind("healthy", "info", "healthy", ("analyze",)),
     FindingKind("single-class-cls-loss", "info", "cls loss 0 by design", ("logs",)),
     FindingKind("not-judged", "info", "not judged", ("analyze", "check")),
-    FindingKind("healthy", "info", "healthy", ("analyze",)),
 )
 KIND_OF = {k.id: k for k in KINDS}
 # DESIGN.md "Exit codes": the severity of each id the rules raise above info.

@@ -38,7 +38,13 @@ REMEDY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 REMEDY_IDS = tuple(REMEDY_DEFAULTS)
 # Recommended with evidence, never applied by retrain.
-ADVICE_IDS = ("spatial-attention", "deformable-conv", "position-sensitive-offset", "coarse-to-fine")
+ADVICE_IDS = (
+    "spatial-attention",
+    "deformable-conv",
+    "position-sensitive-offset",
+    "coarse-to-fine",
+    "fix-labels",
+)
 
 # Measured F1 of each remedy on the dim synthetic P2 set (DESIGN.md "Performance notes").
 MEASURED_F1 = {

@@ -21,8 +21,9 @@ from typing import Any
 from convdiag.diagnosis.catalogue import ID_ORDER, TITLES
 from convdiag.diagnosis.findings import Finding, severity_rank
 from convdiag.diagnosis.rules_common import Ctx
-from convdiag.diagnosis.rules_model import collapse, nonfinite
+from convdiag.diagnosis.rules_model import collapse, nonfinite, not_judged, suppressed_checks
 from convdiag.diagnosis.rules_offsets import labels, regression
+from convdiag.diagnosis.rules_shift import shift
 from convdiag.diagnosis.rules_signal import heads, healthy, starvation
 from convdiag.diagnosis.thresholds import Thresholds
 from convdiag.load.recipe import Recipe
@@ -71,16 +72,23 @@ def diagnose(
         nf = nonfinite(c)
         if nf is not None:
             found.append(nf)
+        # Checks resting on non-finite outputs are left out and listed (not-judged).
+        skip = suppressed_checks(c)
+        if skip:
+            found.append(not_judged(c, skip))
+        lv: list[Finding] = []
         if not res["scores"]["target_cells"]:
             # Nothing to detect: only the false positives can be judged.
-            found += [f for f in collapse(c) if f.id == "fp-flood"]
-            continue
-        found += collapse(c)
-        found += regression(c)
-        found += labels(c)
-        for f in (starvation(c), heads(c)):
-            if f is not None:
-                found.append(f)
+            lv += [f for f in collapse(c) if f.id == "fp-flood"]
+        else:
+            lv += collapse(c)
+            lv += [f for f in (shift(c),) if f is not None]
+            lv += regression(c)
+            lv += labels(c)
+            for f in (starvation(c), heads(c)):
+                if f is not None:
+                    lv.append(f)
+        found += [f for f in lv if f.id not in skip]
     if not any(severity_rank(f.severity) >= 1 for f in found):
         found += [healthy(level, metrics[level]) for level in results]
     return sort_findings(found)

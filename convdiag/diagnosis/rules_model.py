@@ -1,5 +1,5 @@
-"""Model rules on scores and detections: non-finite outputs, background and calibration
-collapse, the false-positive flood."""
+"""Model rules on scores and detections: non-finite outputs (and the checks they leave
+unjudged), background and calibration collapse, the false-positive flood."""
 
 from __future__ import annotations
 
@@ -40,6 +40,52 @@ def nonfinite(c: Ctx) -> Finding | None:
         "Training diverged or the inputs are out of range: lower the learning rate, cap the "
         "loss weight and check the input scaling.",
         nonfinite_remedies(),
+    )
+
+
+# Checks that read the classification scores / the offsets of a level: with non-finite
+# values there (replaced by 0 / 0.5 in the pass) their numbers are no evidence.
+SCORE_CHECKS = (
+    "dead-network",
+    "label-shift",
+    "background-collapse",
+    "calibration-collapse",
+    "fp-flood",
+    "gradient-starvation",
+    "head-imbalance",
+)
+OFFSET_CHECKS = ("offset-head-untrained", "regression-collapse", "label-quantization")
+
+
+def suppressed_checks(c: Ctx) -> tuple[str, ...]:
+    """The finding ids not judged at this level because its outputs are non-finite:
+    every score check when classification outputs are, the offset checks (and the head
+    balance) when offsets are; () when neither crosses ``nonfinite_max``."""
+    o = c.res["outputs"]
+    fc, fr = o["cls_nonfinite_fraction"] or 0.0, o["reg_nonfinite_fraction"] or 0.0
+    out: list[str] = []
+    if fc > c.th.nonfinite_max:
+        out += SCORE_CHECKS
+    if fr > c.th.nonfinite_max:
+        out += [k for k in (*OFFSET_CHECKS, "head-imbalance") if k not in out]
+    return tuple(out)
+
+
+def not_judged(c: Ctx, checks: tuple[str, ...]) -> Finding:
+    """The info finding that lists the checks left out at a level with non-finite outputs."""
+    o = c.res["outputs"]
+    return Finding(
+        "not-judged",
+        c.level,
+        ev(
+            checks=list(checks),
+            cls_nonfinite_fraction=o["cls_nonfinite_fraction"],
+            reg_nonfinite_fraction=o["reg_nonfinite_fraction"],
+        ),
+        f"At {c.level} {', '.join(checks)} could not be judged: they rest on outputs of "
+        f"which {pct(o['cls_nonfinite_fraction'])} (scores) and "
+        f"{pct(o['reg_nonfinite_fraction'])} (offsets) are NaN or infinite, so their numbers "
+        "are no evidence. Fix the non-finite outputs and analyse again.",
     )
 
 

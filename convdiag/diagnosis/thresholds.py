@@ -42,6 +42,13 @@ class Thresholds:
     - min_targets: fewer target cells than this = offset statistics not judged.
     - loss_margin: a cls loss within this relative margin of the constant predictor's is
       "at the constant" (logs without a detection metric; Monitor).
+    - label_shift_*: label-shift when the mean vector from each target to its nearest
+      peak (within a few cells) is consistent: one-sample test p below label_shift_p_max,
+      at least label_shift_side_share of the displacements on one side of the dominant
+      axis, a peak found for label_shift_found_share of the targets; an error when the
+      mean exceeds the match radius, a warning from label_shift_min_px. Swapped x/y:
+      peaks within the radius of label_shift_swap_share of the swapped positions and
+      label_shift_swap_gain times more than at the labels' own.
 
     Label rules (``convdiag labels``, risk before any training): quantisation p95 above
     label_quantization_share x radius; more than neg_per_pos_max negatives per positive =
@@ -71,6 +78,12 @@ class Thresholds:
     nonfinite_max: float = 0.0
     min_targets: float = 10.0
     loss_margin: float = 0.3
+    label_shift_p_max: float = 1e-3
+    label_shift_side_share: float = 0.75
+    label_shift_found_share: float = 0.5
+    label_shift_min_px: float = 0.4
+    label_shift_swap_share: float = 0.5
+    label_shift_swap_gain: float = 2.0
     # labels (risk before training)
     label_quantization_share: float = 0.9
     neg_per_pos_max: float = 1000.0

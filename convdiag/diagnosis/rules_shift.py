@@ -1,0 +1,151 @@
+"""label-shift: the peaks sit at a consistent displacement from the labels.
+
+Reads ``analyses.displacement`` (the vector from each target to its nearest peak within a
+few cells). A shift holds when a peak is found for most targets
+(``label_shift_found_share``), the mean displacement differs from 0 by the one-sample test
+(per-image means when there are 3 images or more, else per target; p below
+``label_shift_p_max``) and most displacements lie on the mean's side of the dominant axis
+(``label_shift_side_share``). An error when |mean| exceeds the match radius (the labels
+miss their peaks), a warning from ``label_shift_min_px``. Swapped axes: the peaks sit at
+the swapped positions (y, x) of ``label_shift_swap_share`` of the off-diagonal targets and
+``label_shift_swap_gain`` times more often than at (x, y).
+
+The remedy (``fix-labels``, advice) names the offset: move every label by the mean
+displacement; a half-pixel shift on both axes is the point convention, ``--coords index0``
+(+0.5 px) or ``--coords index1`` (-0.5 px).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convdiag.diagnosis.findings import Finding, Remedy
+from convdiag.diagnosis.rules_common import Ctx, ev, pct
+
+CONVENTION_TOL_PX = 0.2  # |mean - (+-0.5, +-0.5)| per axis within this = a coords convention
+
+
+def convention(mean: list[float]) -> str | None:
+    """The ``--coords`` value that moves labels by a measured mean displacement (dx, dy)
+    px: index0 adds 0.5 px to both axes, index1 subtracts 0.5 px; None for other shifts."""
+    for value, shift in (("index0", 0.5), ("index1", -0.5)):
+        if all(abs(v - shift) <= CONVENTION_TOL_PX for v in mean):
+            return value
+    return None
+
+
+def shift(c: Ctx) -> Finding | None:
+    """label-shift for one level, or None (see the module docstring)."""
+    d = c.res.get("displacement")
+    if not d or not d.get("found"):
+        return None
+    th = c.th
+    sw = d.get("swap") or {}
+    swapped = _swapped(c, sw)
+    if swapped is not None:
+        return swapped
+    mean = d.get("mean_px")
+    if mean is None or d["found"] < th.min_targets:
+        return None
+    test = d["test_images"] if (d["test_images"]["n"] or 0) >= 3 else d["test_targets"]
+    p = test.get("p")
+    norm = float(d["mean_norm_px"])
+    side = d.get("dominant_side_share")
+    found = d.get("found_share") or 0.0
+    if (
+        p is None
+        or p >= th.label_shift_p_max
+        or side is None
+        or side < th.label_shift_side_share
+        or found < th.label_shift_found_share
+        or norm < th.label_shift_min_px
+    ):
+        return None
+    severity = "error" if norm > c.radius else "warning"
+    dx, dy = float(mean[0]), float(mean[1])
+    coords = convention([dx, dy])
+    stride = int(d.get("stride") or 1)
+    half = 0.5 if coords == "index0" else -0.5
+    how = (
+        f"read the points with --coords {coords} (moves them by {half:+g} px)"
+        if coords
+        else f"move every label by ({dx:+.2f}, {dy:+.2f}) px"
+    )
+    why = (
+        f"the peaks sit ({dx:+.2f}, {dy:+.2f}) px ({dx / stride:+.2f}, {dy / stride:+.2f} "
+        f"cells) from the labels on {pct(found)} of the targets; {how}, or fix the "
+        "annotation's coordinate convention (0- vs 1-based, pixel corner vs centre)"
+    )
+    rem = [
+        Remedy("fix-labels", {"dx": round(dx, 3), "dy": round(dy, 3), "coords": coords}, why, False)
+    ]
+    std = d["std_px"]
+    return Finding(
+        "label-shift",
+        c.level,
+        ev(
+            mean_dx_px=dx,
+            mean_dy_px=dy,
+            mean_shift_px=norm,
+            std_dx_px=std[0],
+            std_dy_px=std[1],
+            radius_px=c.radius,
+            found_share=found,
+            reach_px=d.get("reach_px"),
+            test=("images" if test is d["test_images"] else "targets"),
+            test_n=test["n"],
+            hotelling_t2=test["t2"],
+            p_value=p,
+            label_shift_p_max=th.label_shift_p_max,
+            side_share=side,
+            label_shift_side_share=th.label_shift_side_share,
+            label_shift_min_px=th.label_shift_min_px,
+            within_radius_share=d.get("within_radius_share"),
+            coords=coords,
+        ),
+        f"At {c.level} the nearest peak of {pct(found)} of the targets sits at a consistent "
+        f"({dx:+.2f}, {dy:+.2f}) px from its label (spread {std[0]:.2f} / {std[1]:.2f} px, "
+        f"{pct(side)} on one side, p = {p:.2g} over {test['n']} "
+        f"{'images' if test is d['test_images'] else 'targets'}). "
+        + (
+            f"The shift exceeds the {c.radius:g} px match radius, so the targets are counted "
+            "as missed and the peaks as false positives: the labels or their coordinate "
+            "convention are off, not the model."
+            if severity == "error"
+            else "Detections still match, but every one is off by this much: check the "
+            "labels' coordinate convention."
+        ),
+        rem,
+        severity=severity,
+    )
+
+
+def _swapped(c: Ctx, sw: dict[str, Any]) -> Finding | None:
+    th = c.th
+    n, hit, direct = sw.get("targets") or 0, sw.get("swapped_hit_share"), sw.get("direct_hit_share")
+    if n < th.min_targets or hit is None or direct is None:
+        return None
+    if hit < th.label_shift_swap_share or hit < th.label_shift_swap_gain * direct:
+        return None
+    why = (
+        f"a peak lies within {c.radius:g} px of the swapped position (y, x) of {pct(hit)} of "
+        f"the off-diagonal targets against {pct(direct)} at (x, y): swap the x and y columns "
+        "of the labels"
+    )
+    return Finding(
+        "label-shift",
+        c.level,
+        ev(
+            swapped_axes=True,
+            swap_targets=n,
+            swapped_hit_share=hit,
+            direct_hit_share=direct,
+            label_shift_swap_share=th.label_shift_swap_share,
+            label_shift_swap_gain=th.label_shift_swap_gain,
+            radius_px=c.radius,
+        ),
+        f"At {c.level} the peaks sit at the labels with x and y swapped: {pct(hit)} of the "
+        f"{n} targets off the diagonal have a peak within {c.radius:g} px of (y, x), "
+        f"{pct(direct)} of (x, y). The labels' axes are swapped, not the model wrong.",
+        [Remedy("fix-labels", {"swap_xy": True}, why, False)],
+    )
