@@ -463,3 +463,49 @@ def test_random_files_through_the_cli(tmp_path: Path, data: bytes, as_data: bool
         res = run_cli(["analyze", str(bad), "--data", str(good), "--format", "json"])
     line = error_line(res)
     assert str(bad) in line, line
+
+
+# Lines in each text-log style, and their pieces cut anywhere (issue 11: the text reader).
+TEXT_LINES = [
+    "2023-02-11 20:16:03,202 - mmdet - INFO - Epoch [1][5/25]\tlr: 8.092e-05, eta: 0:01:02, "
+    "loss_cls: 1.1994, loss_bbox: 0.2577, loss: 1.4571",
+    "2023-02-11 20:17:03,202 - mmdet - INFO - Epoch(val) [1][25]\tbbox_mAP: 0.0010, "
+    "bbox_mAP_50: 0.0030",
+    "12/02 20:16:03 - mmengine - INFO - Epoch(train)  [1][1/6]  lr: 4.0e-08  loss: 0.4219  "
+    "loss_kpt: 0.4219",
+    "12/02 20:16:03 - mmengine - INFO - Iter(train) [  500/90000]  lr: 1e-2  loss: nan",
+    "12/02 20:16:03 - mmengine - INFO - Epoch(val) [10][5/5]  coco/bbox_mAP: 0.1000",
+    "Jul 18 14:16:58 Epoch---10, total_loss---0.997293,",
+    "pixAcc, mIoU:\t(0.83, 0.75)",
+    "PD, FA:\t(0.935, 3.8e-05)",
+    "2025-12-02-20-20: epoch: 1 |loss 5.646 | hm_loss 2.343 | wh_loss 1.702 | off_loss 0.236 |",
+    "      Epoch    GPU_mem   box_loss   obj_loss   cls_loss  Instances       Size",
+    "        0/1      3.21G     0.1250    0.0301          0        41        640: 33%",
+    "                   all         64        80      0.000      0.000      0.000      0.000",
+]
+
+
+@given(
+    lines=st.lists(
+        st.sampled_from(TEXT_LINES).flatmap(
+            lambda s: st.integers(0, len(s)).map(lambda k: s[:k]) | st.just(s)
+        )
+        | st.text(max_size=12),
+        min_size=1,
+        max_size=20,
+    ),
+    junk=st.binary(max_size=20),
+    name=st.sampled_from(["train.log", "log.txt", "run.out"]),
+)
+@FUZZ
+def test_random_text_logs(tmp_path: Path, lines: list[str], junk: bytes, name: str) -> None:
+    from convdiag.watch import analyze_log
+
+    path = tmp_path / name
+    path.write_bytes(junk + "\n".join(lines).encode("utf-8", "surrogatepass"))
+    try:
+        report = analyze_log(path)
+    except InputError as e:
+        _expect_input_error(e)
+    else:
+        assert isinstance(report["findings"], list) and report["findings"]

@@ -11,7 +11,7 @@ from convdiag.watch.discover import FORMATS
 
 
 @click.command("logs")
-@click.argument("path", type=click.Path())
+@click.argument("paths", metavar="PATH [PATH...]", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--log-format",
     type=click.Choice(list(FORMATS)),
@@ -76,7 +76,7 @@ from convdiag.watch.discover import FORMATS
 @dataset_options()
 @run_options()
 def command(
-    path: str,
+    paths: tuple[str, ...],
     log_format: str,
     mapping: str | None,
     prior: float | None,
@@ -89,17 +89,33 @@ def command(
     dataset: DatasetOptions,
     run: RunOptions,
 ) -> int:
-    """Find convergence symptoms over time in the training log at PATH (file or folder).
+    """Find convergence symptoms over time in the training log at PATH (file or folder);
+    with several PATHs, judge each and compare them side by side.
+
+    \b
+    Formats (found by file name, and text logs by content):
+      lightning    metrics.csv (CSVLogger)
+      ultralytics  results.csv (YOLOv5, YOLOv8/11)
+      tensorboard  events.out.tfevents.* (a folder: one run per writing process, --run K)
+      jsonl        mmengine scalars.json / vis_data/*.json, mmdet 2.x *.log.json
+      csv          convdiag history.csv, any CSV with --log-format csv
+      text         mmdetection 2.x / mmengine .log, BasicIRSTD/DNANet, CenterNet log.txt,
+                   YOLO console output saved to a file (non-UTF-8 bytes replaced)
 
     \b
     Symptoms, each with the step it started:
-      background-collapse  F1 (else recall/Pd, else mAP) stuck < 0.1 to the end while the
+      background-collapse  F1 (else recall/Pd, mAP, IoU) stuck < 0.1 to the end while the
                            loss falls; cls loss within --margin of the constant predictor's
       fp-flood             FP per image > 5 and not falling (or precision < 0.3, recall ok)
       regression-collapse  offset loss (mean L1 in cells, unweighted) flat at the mean
                            predictor's: 0.25 for uniform offsets, measured with --data
       loss-plateau         a loss constant to 6 decimals for 5 values (exactly 0: no positives)
       non-finite-outputs   NaN or Inf anywhere
+      validation-off       validation losses exactly 0, or metrics 0 until the last point
+      single-class-cls-loss  cls loss exactly 0 beside box/obj losses (single-class YOLO):
+                           the objectness loss plays the classification role (info)
+      too-short            fewer evaluations than the rules need (info; never "healthy")
+      healthy              no rule crossed its threshold (info)
 
     \b
     Columns are found by name (case-insensitive; Lightning's _step/_epoch suffixes too):
@@ -112,6 +128,9 @@ def command(
       recall     val/recall, recall, val/Pd, pd, metrics/recall(B)
       fp         val/fp_per_image, fp_per_image, val/fp, fp
       map        metrics/mAP50(B), map50, coco/bbox_mAP_50, val/map, map
+      iou, niou  Eval/mIoU, Eval/IoU, mIoU, IoU; Eval/nIoU, nIoU (infrared segmentation)
+      fa         Eval/Fa, Fa (false-alarm pixel rate, or pixels per image above 1)
+      obj_loss   train/obj_loss, obj_loss, loss_obj
       lr         lr, train/lr, lr/pg0, x/lr0, lr-AdamW, learning_rate
     Anything else: --map f1=val/F1,cls_loss=train/hm_loss,step=global_step.
 
@@ -120,16 +139,17 @@ def command(
       convdiag logs lightning_logs/version_3 --prior 2.9e-4
       convdiag logs runs/detect/train/results.csv --fail-on error
       convdiag logs work_dirs/exp/ --data data/ --level P2 --out report/
+      convdiag logs work_dirs/exp/20240101_120000.log
+      convdiag logs runs/train/exp runs/train/exp2      # two runs side by side
     """
     from convdiag.diagnosis.findings import Finding, exit_code
     from convdiag.report.console import emit
     from convdiag.report.logs_report import render_markdown, render_table
     from convdiag.watch.analysis import analyze_log
 
-    report = analyze_log(
-        path,
-        log_format,
-        mapping,
+    kw: dict[str, Any] = dict(
+        log_format=log_format,
+        mapping=mapping,
         prior=prior,
         data=data,
         dataset=dataset if data else None,
@@ -138,8 +158,10 @@ def command(
         margin=margin,
         reg_margin=reg_margin,
         run=run_index,
-        out=run.out,
     )
+    if len(paths) > 1:
+        return _compare(list(paths), kw, run)
+    report = analyze_log(paths[0], out=run.out, **kw)
 
     def render(console: Any) -> None:
         render_table(console, report)
@@ -150,3 +172,23 @@ def command(
 
     emit(report, run.format, render, lambda: render_markdown(report))
     return exit_code([Finding.from_dict(f) for f in report["findings"]], run.fail_on)
+
+
+def _compare(paths: list[str], kw: dict[str, Any], run: RunOptions) -> int:
+    from convdiag.diagnosis.findings import Finding, exit_code
+    from convdiag.report.console import emit
+    from convdiag.report.logs_compare import render_markdown, render_table
+    from convdiag.watch.compare import compare_logs
+
+    report = compare_logs(paths, out=run.out, **kw)
+
+    def render(console: Any) -> None:
+        render_table(console, report)
+        if run.out:
+            console.print(f"[dim]Wrote {run.out}/report.json, report.md, report.html, run*/.[/]")
+
+    emit(report, run.format, render, lambda: render_markdown(report))
+    return max(
+        exit_code([Finding.from_dict(f) for f in r["findings"]], run.fail_on)
+        for r in report["run_reports"].values()
+    )

@@ -1,12 +1,14 @@
 """Rendering of a ``logs`` report: console (rich), Markdown and the timeline PNG.
 
-Console and Markdown read only the report dict; the timeline also needs the mapped series.
+Console and Markdown read only the report dict; the timeline also needs the mapped series,
+saved as report.npz (``timeline_arrays``) and drawn from it (``draw_timeline``).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,7 +65,8 @@ def _reference_line(report: dict[str, Any]) -> str:
             f"constant-predictor {ref.get('loss')} loss {ref['constant_loss']:.4g} "
             f"({ref.get('constant_source')})"
         )
-    parts.append(f"mean-predictor offset loss {ref.get('reg_constant', 0.25):.4g}")
+    if ref.get("reg_constant") is not None:  # only when an offset loss is logged
+        parts.append(f"mean-predictor offset loss {ref['reg_constant']:.4g}")
     if ref.get("level"):
         parts.append(f"level {ref['level']}")
     return "; ".join(parts)
@@ -137,24 +140,46 @@ def render_markdown(report: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- timeline
 
 
-def _xy(mapped: Any, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    s = mapped.series[key]
-    ok = s.finite
-    return s.x[ok], s.values[ok], s.x[~ok]
+def _xy(series: dict[str, Any], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    s = series[key]
+    ok = np.asarray(s["finite"], dtype=bool)
+    return s["x"][ok], s["values"][ok], s["x"][~ok]
+
+
+def timeline_arrays(mapped: Any) -> dict[str, Any]:
+    """What the timeline shows, as arrays: per mapped series its steps ``x``, ``values``,
+    ``finite`` (bool) and the log's ``column`` name."""
+    return {
+        key: {"x": s.x, "values": s.values, "finite": s.finite, "column": mapped.columns[key]}
+        for key, s in mapped.series.items()
+    }
 
 
 def plot_timeline(mapped: Any, report: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Save the timeline's arrays as report.npz beside ``path``, then draw the timeline from
+    them (``draw_timeline``), as ``show --plots`` does."""
+    from convdiag.report.saved_arrays import load_arrays, save_arrays, saved_data
+
+    folder = Path(path).parent
+    save_arrays(folder, {"timeline": timeline_arrays(mapped)})
+    draw_timeline(saved_data(report), load_arrays(folder).get("timeline", {}), path)
+
+
+def draw_timeline(
+    report: dict[str, Any], series: dict[str, Any], path: str | os.PathLike[str]
+) -> None:
     """Losses (with the constant-predictor references dashed), detection metrics, and FP
     per image (else the learning rate) against the step; each finding is a vertical line
-    at the step it started, coloured by severity; non-finite values are red crosses."""
+    at the step it started, coloured by severity; non-finite values are red crosses.
+    series: ``timeline_arrays`` as read back from report.npz."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from convdiag.load.files import save_figure
+    from convdiag.report.saved_arrays import save_png
 
-    keys = mapped.series
+    keys = series
     third = "fp" if "fp" in keys else ("lr" if "lr" in keys else None)
     n = 2 + (third is not None)
     fig, axes = plt.subplots(n, 1, figsize=(10, 2.6 * n + 0.6), sharex=True)
@@ -166,8 +191,8 @@ def plot_timeline(mapped: Any, report: dict[str, Any], path: str | os.PathLike[s
     for i, key in enumerate(LOSS_KEYS):
         if key not in keys:
             continue
-        x, y, bad = _xy(mapped, key)
-        ax.plot(x, y, color=colours(i), lw=1.2, label=f"{key} ({mapped.columns[key]})")
+        x, y, bad = _xy(series, key)
+        ax.plot(x, y, color=colours(i), lw=1.2, label=f"{key} ({series[key]['column']})")
         positive &= bool(len(y) == 0 or y.min() > 0)
         if len(bad):
             ax.plot(bad, np.ones(len(bad)), "x", color="red", ms=7,
@@ -179,24 +204,24 @@ def plot_timeline(mapped: Any, report: dict[str, Any], path: str | os.PathLike[s
             rc = ref.get("reg_constant", 0.25)
             ax.axhline(rc, color=colours(i), ls=":", lw=1,
                        label=f"mean-predictor offset loss {rc:.3g}")  # fmt: skip
-    lows = [v for k in LOSS_KEYS if k in keys for v in _xy(mapped, k)[1]]
+    lows = [v for k in LOSS_KEYS if k in keys for v in _xy(series, k)[1]]
     if positive and lows and max(lows) / max(min(lows), 1e-12) > 20:
         ax.set_yscale("log")
     ax.set_title("losses")
     ax = axes[1]
     for i, key in enumerate(METRIC_KEYS):
         if key in keys:
-            x, y, _ = _xy(mapped, key)
+            x, y, _ = _xy(series, key)
             ax.plot(x, y, marker="o", ms=3, lw=1.2, color=colours(3 + i),
-                    label=f"{key} ({mapped.columns[key]})")  # fmt: skip
+                    label=f"{key} ({series[key]['column']})")  # fmt: skip
     ax.axhline(th.get("f1_min", 0.1), color="grey", ls="--", lw=1, label="stuck below")
     ax.set_ylim(-0.03, 1.03)
     ax.set_title("detection metrics")
     if third is not None:
         ax = axes[2]
-        x, y, _ = _xy(mapped, third)
+        x, y, _ = _xy(series, third)
         ax.plot(x, y, marker="o" if third == "fp" else None, ms=3, color=colours(8),
-                label=f"{third} ({mapped.columns[third]})")  # fmt: skip
+                label=f"{third} ({series[third]['column']})")  # fmt: skip
         if third == "fp":
             ax.axhline(th.get("fp_per_image_max", 5.0), color="grey", ls="--", lw=1,
                        label="flood above")  # fmt: skip
@@ -227,4 +252,4 @@ def plot_timeline(mapped: Any, report: dict[str, Any], path: str | os.PathLike[s
     axes[-1].set_xlabel(report.get("source", {}).get("axis", "step"))
     fig.suptitle(f"{report.get('verdict', '')}", fontsize=10)
     fig.tight_layout()
-    save_figure(fig, path)
+    save_png(fig, path)

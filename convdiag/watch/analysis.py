@@ -1,8 +1,8 @@
 """``analyze_log``: read a training log, map its columns, find the symptoms, build the report.
 
 The report has the shape of ``analyze``'s: {"schema": 1, "kind": "logs", "verdict",
-"findings": [Finding.to_dict()], "metrics": {key: series summary}, "source": {format, path,
-files, axis, columns, unmapped, notes}, "reference": {prior, constant_loss, ...},
+"findings": [Finding.to_dict()], "metrics": {key: series summary}, "source": {format, framework,
+path, files, axis, columns, unmapped, notes, runs, run}, "reference": {prior, constant_loss, ...},
 "thresholds": {...}}; with ``out``, report.json, report.md and timeline.png are written.
 """
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from convdiag.diagnosis.thresholds import Thresholds
 from convdiag.errors import InputError
+from convdiag.watch.frameworks import annotate, framework_of
 from convdiag.watch.mapping import MappedLog, map_columns, parse_map
 from convdiag.watch.symptoms import Reference, ends, find_symptoms, finite
 
@@ -200,6 +201,11 @@ def analyze_log(
         loss_margin=float(margin), reg_margin=float(reg_margin)
     )
     findings = find_symptoms(mapped, ref, th)
+    framework = framework_of(raw)
+    annotate(findings, framework)
+    reference = ref.to_dict()
+    if "reg_loss" not in mapped.series:  # no offset loss logged: its reference says nothing
+        reference["reg_constant"] = reference["reg_constant_source"] = None
     report: dict[str, Any] = {
         "schema": SCHEMA,
         "kind": "logs",
@@ -209,6 +215,7 @@ def analyze_log(
         "metrics": {k: summarize(s, mapped.columns[k]) for k, s in mapped.series.items()},
         "source": {
             "format": raw.format,
+            "framework": framework,
             "path": raw.path,
             "files": raw.files,
             "axis": raw.x_name,
@@ -218,7 +225,7 @@ def analyze_log(
             "runs": raw.runs,
             "run": raw.run,
         },
-        "reference": ref.to_dict(),
+        "reference": reference,
         "thresholds": th.to_dict(),
     }
     if out_dir is not None:
