@@ -29,7 +29,12 @@ from convdiag.training.distributed import is_main
 @click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
-@click.option("--crop", default=None, help="Training crop HxW (default: whole images).")
+@click.option(
+    "--crop",
+    default=None,
+    help="Training crop HxW, drawn anywhere; with --oversample P that share is centred near a "
+    "target (default: whole images).",
+)
 @click.option(
     "--width",
     type=click.IntRange(min=1),
@@ -44,6 +49,15 @@ from convdiag.training.distributed import is_main
     help="Validate and save every N steps (default: steps/10).",
 )
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+@click.option("--force", is_flag=True, help="Replace the run already in OUT.")
+@click.option(
+    "--tensorboard",
+    "tensorboard",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write the report into this TensorBoard run folder (your run's logdir), at the "
+    "step the checkpoint was trained to. Needs the tensorboard package.",
+)
 @dataset_options(with_val=True)
 @model_options
 @recipe_options
@@ -59,10 +73,12 @@ def command(
     width: int,
     eval_every: int,
     resume: bool,
+    force: bool,
     dataset: DatasetOptions,
     model_opts: ModelOptions,
     recipe_opts: RecipeOptions,
     run: RunOptions,
+    tensorboard: str | None,
 ) -> int:
     """Train a detector on DATA and write OUT/checkpoint.pt, history.csv, curves.png.
 
@@ -74,6 +90,7 @@ def command(
     from convdiag.load.files import prepare_out_dir
     from convdiag.report.curves import plot_curves
     from convdiag.targets.geometry import parse_size
+    from convdiag.training.batches import check_knobs
     from convdiag.training.distributed import resolve_device
     from convdiag.training.loop import write_history
     from convdiag.training.workflow import recipe_from, train_new_model
@@ -83,7 +100,14 @@ def command(
             "--out DIR is required: train writes checkpoint.pt, history.csv, curves.png"
         )
     device = resolve_device(run.device)
-    out = prepare_out_dir(run.out)
+    if tensorboard and is_main():
+        from convdiag.report.tensorboard import check_logdir
+
+        check_logdir(tensorboard)
+    if resume and force:
+        raise InputError("--resume and --force: continue the run in --out, or replace it")
+    held = () if resume or force else ("checkpoint.pt", "history.csv")
+    out = prepare_out_dir(run.out, held, ": pass --resume to continue it or --force to replace it")
     train_ds, val_ds = load_train_val(data, dataset, seed=run.seed)
     overrides: dict[str, Any] = {"seed": run.seed, "lr": lr, "batch": batch, "head": head}
     if crop:
@@ -91,12 +115,14 @@ def command(
             overrides["crop"] = parse_size(crop)
         except InputError as e:
             raise InputError(f"--crop {e}") from None
+    check_knobs(train_ds, overrides.get("crop"), batch, lr)
     recipe = recipe_from(None, recipe_opts, **overrides)
     quiet = run.format == "json"
     with progress(f"training {recipe.describe()}", steps, quiet) as advance:
         trained = train_new_model(
             recipe, train_ds, val_ds, steps, device, model_opts=model_opts, width=width, out=out,
             eval_every=eval_every, resume=resume, on_resume=lambda step: advance(step),
+            given={**recipe_opts.given(), **({"head": head} if head else {})},
             on_step=lambda s, i: advance(1, _note(i)),
         )  # fmt: skip
     recipe, result = trained.recipe, trained.result
@@ -104,6 +130,12 @@ def command(
         write_history(out / "history.csv", result.history)
         plot_curves({"train": result.history}, out / "curves.png")
     final = {k: v for k, v in result.final.items() if k != "curves"}
+    if tensorboard and is_main():
+        from convdiag.report.tensorboard import write_run_tensorboard
+
+        tb = {"kind": "train", "history": {"train": result.history}, "metrics": final,
+              "plots": ["curves.png"]}  # fmt: skip
+        write_run_tensorboard(tb, tensorboard, 0, out)
     data_out: dict[str, Any] = {
         "checkpoint": str(out / "checkpoint.pt"),
         "recipe": recipe.to_dict(),

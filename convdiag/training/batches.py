@@ -1,9 +1,14 @@
 """Training batches: the image cache, the recipe's crops (targets pasted into crops that
-would hold none) and ``draw_batch``, seeded by (seed, step, rank)."""
+would hold none) and ``draw_batch``, seeded by (seed, step, rank); the checks of the
+training knobs (``check_knobs``) and the knobs a checkpoint without a recipe gets.
+
+Memory: images are cached only while the whole set fits in CACHE_BYTES; otherwise each
+batch reads its images, so what training holds is bounded by the batch, not the set."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +56,55 @@ def effective_crop(recipe: Recipe, ds: PointDataset) -> tuple[int, int] | None:
         w = max(r.size[1] for r in ds.records)
         return (max(32, math.ceil(h / 64) * 32), max(32, math.ceil(w / 64) * 32))
     return None
+
+
+def _inside(start: int, size: int, length: int) -> int:
+    """``start`` moved so that [start, start + length) lies inside [0, size) when it fits
+    (a crop centred near a target still holds it: the target is within length / 4 of the
+    centre, and the shift moves the window toward the image, over the target)."""
+    if length > size:
+        return start
+    return min(max(start, 0), size - length)
+
+
+def check_knobs(
+    ds: PointDataset, crop: tuple[int, int] | None, batch: int | None, lr: float | None
+) -> None:
+    """InputError naming the flag for a crop larger than every image (in height or width),
+    a batch larger than the training set, or a learning rate that is not finite and > 0."""
+    from convdiag.errors import InputError
+
+    if crop is not None and ds.records:
+        h = max(r.size[0] for r in ds.records)
+        w = max(r.size[1] for r in ds.records)
+        if crop[0] > h or crop[1] > w:
+            raise InputError(
+                f"--crop {crop[0]}x{crop[1]}: larger than the largest training image ({h}x{w})"
+            )
+    if batch is not None and batch > len(ds):
+        raise InputError(f"--batch {batch}: larger than the {len(ds)} training images")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise InputError(f"--lr {lr}: use a finite learning rate > 0")
+
+
+def short_retrain_defaults(ds: PointDataset, pad_to: int = 32) -> dict[str, Any]:
+    """Training knobs for a checkpoint that carries no recipe (a foreign model): lr 1e-3
+    (continuing trained weights, not from scratch), batch 8 (at most the set), and crops of
+    at most 128 x 128 (multiples of ``pad_to``) when the images are larger, so that a short
+    retrain costs a bounded time per step whatever the image size."""
+    out: dict[str, Any] = {"lr": 1e-3, "batch": max(1, min(8, len(ds)))}
+    if ds.records:
+        h = min(r.size[0] for r in ds.records)
+        w = min(r.size[1] for r in ds.records)
+        if max(h, w) > 128:
+            out["crop"] = (_fit(h, pad_to), _fit(w, pad_to))
+    return out
+
+
+def _fit(size: int, pad_to: int) -> int:
+    """min(128, size) rounded down to a multiple of pad_to (at least pad_to, at most size)."""
+    c = min(128, size)
+    return max(min(pad_to, size), c - c % pad_to) if pad_to > 0 else c
 
 
 def _crop(
@@ -137,8 +191,8 @@ def draw_batch(
                     h, w = img.shape
                 cx, cy = pts[rng.integers(len(pts))]
                 jy, jx = rng.uniform(-0.25, 0.25, size=2) * np.array(crop)
-                top = round(cy + jy - crop[0] / 2)
-                left = round(cx + jx - crop[1] / 2)
+                top = _inside(round(cy + jy - crop[0] / 2), h, crop[0])
+                left = _inside(round(cx + jx - crop[1] / 2), w, crop[1])
             else:
                 top = int(rng.integers(0, max(h - crop[0], 0) + 1))
                 left = int(rng.integers(0, max(w - crop[1], 0) + 1))
@@ -154,3 +208,31 @@ def draw_batch(
         ids=[ds.records[int(i)].id for i in idx],
         indices=[int(i) for i in idx],
     )
+
+
+def retrain_knobs(
+    recipe: Recipe,
+    foreign: bool,
+    ds: PointDataset,
+    crop: tuple[int, int] | None,
+    batch: int | None,
+    lr: float | None,
+    pad_to: int = 32,
+) -> tuple[Recipe, dict[str, Any]]:
+    """The recipe a retrain trains with: the given --crop/--batch/--lr (checked against
+    ``ds``), and for a ``foreign`` checkpoint (no stored recipe) ``short_retrain_defaults``
+    for those not given. Returns (recipe, the defaults used: {} for a convdiag checkpoint)."""
+    check_knobs(ds, crop, batch, lr)
+    given = {k: v for k, v in (("crop", crop), ("batch", batch), ("lr", lr)) if v is not None}
+    used = {}
+    if foreign:
+        used = {k: v for k, v in short_retrain_defaults(ds, pad_to).items() if k not in given}
+    return Recipe.from_dict({**recipe.to_dict(), **used, **given}), used
+
+
+def describe_knobs(used: dict[str, Any]) -> str:
+    """'lr 0.001, batch 8, crop 128x128' for the defaults ``retrain_knobs`` used."""
+    parts = []
+    for k, v in used.items():
+        parts.append(f"crop {v[0]}x{v[1]}" if k == "crop" else f"{k} {v:g}")
+    return ", ".join(parts)

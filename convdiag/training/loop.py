@@ -159,13 +159,22 @@ def train(
     run_name: str = "train",
     resume: dict[str, Any] | None = None,
     on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    stop_at: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    cache: ImageCache | None = None,
 ) -> TrainResult:
     """Train ``runner.model`` for ``steps`` steps with ``recipe`` and return its history.
+
+    ``stop_at`` (a rung of a race) ends the run at that step, still scheduled as a run of
+    ``steps`` (progress, learning rate); ``should_stop()`` (a time budget), checked at every
+    step boundary, ends it early and cleanly. Either way the run ends with a validation, a
+    history row and a checkpoint at the step reached.
 
     Progress = step / steps drives the label schedule and the loss ramp. ``eval_every``
     (0: about ten evaluations) sets how often the validation set is evaluated, a history row
     written and the checkpoint saved. ``resume`` = {"step", "history", "optimizer"} continues
-    a run. ``on_step(step, info)`` is called after each step (progress bars).
+    a run. ``on_step(step, info)`` is called after each step (progress bars). ``cache``:
+    an ImageCache of ``train_ds`` to reuse (a race trains many arms on the same images).
 
     Under torch.distributed (world > 1) the model trains wrapped in DistributedDataParallel,
     each rank on its own share of every batch; only rank 0 evaluates and saves (other ranks
@@ -191,8 +200,9 @@ def train(
         if resume.get("optimizer"):
             opt.load_state_dict(resume["optimizer"])
     eval_every = eval_every or max(1, steps // 10)
-    cache = ImageCache(train_ds)
-    cache.preload()
+    if cache is None or cache.ds is not train_ds:
+        cache = ImageCache(train_ds)
+        cache.preload()
     crop = effective_crop(recipe, train_ds)
     with_targets = np.array([i for i, r in enumerate(train_ds.records) if len(r.points)], dtype=int)
     recipe.steps = steps
@@ -246,12 +256,15 @@ def train(
         window.clear()
         return ev
 
+    end = steps if stop_at is None else min(stop_at, steps)
     updating = False  # between the optimizer update and the step count: a torn state
     try:
         with _deferred_interrupts() as stop_requested:
-            while step < steps:
+            while step < end:
                 if _any_rank(stop_requested(), runner.device):
                     raise KeyboardInterrupt
+                if should_stop is not None and _any_rank(should_stop(), runner.device):
+                    break
                 batch = draw_batch(
                     train_ds, cache, recipe, step, runner.pad_to, crop, with_targets, rank, world
                 )
@@ -266,7 +279,7 @@ def train(
                 updating = False
                 window.append((float(loss.detach()), cls_l, reg_l))
                 info: dict[str, Any] = {"loss": window[-1][0]}
-                if step % eval_every == 0 or step == steps:
+                if step % eval_every == 0 or step == end:
                     final = evaluate_now()
                     info.update(final)
                     checkpoint(False)
@@ -278,7 +291,10 @@ def train(
         path = checkpoint(True)
         write_history(target.path.parent / "history.csv", history) if target else None
         raise TrainingInterrupted(path, step) from None
-    if not final and val_ds is not None:
+    if val_ds is not None and (not history or history[-1]["step"] != step):
+        final = evaluate_now()
+        checkpoint(False)
+    elif not final and val_ds is not None:
         final = evaluate(runner, val_ds, recipe, batch_size=recipe.batch)
         checkpoint(False)
     dist.barrier()
