@@ -96,7 +96,8 @@ def validation_off(m: MappedLog, th: Thresholds) -> RunCheck:
     if not (zero_before and real_last):
         return RunCheck(m)
     last_x = float(tails[0][0][-1])
-    cols = [m.columns[k] for k in metrics] + list(val)
+    # the logged columns (not F1 derived from them)
+    cols = [m.columns[k] for k in metrics if m.columns[k] in m.raw.columns] + list(val)
     f = Finding(
         "validation-off",
         None,
