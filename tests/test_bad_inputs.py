@@ -206,7 +206,7 @@ CASES = [
     # checkpoint of this run must not replace the old one (seed 3 draws m05 first at step 8)
     Case("image-truncated-train-keeps-old-checkpoint",
          lambda w: ["train", w / "img_trunc_late", "--steps", "30", "--eval-every", "1",
-                    "--batch", "1", "--width", "4", "--seed", "3", "--out", w.out_old],
+                    "--batch", "1", "--width", "4", "--seed", "3", "--force", "--out", w.out_old],
          ("m05.png", "truncated")),
     Case("image-truncated-retrain",
          lambda w: ["retrain", w / "ckpt.pt", "--data", w / "img_trunc", "--soft", "--steps",

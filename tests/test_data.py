@@ -635,13 +635,13 @@ def test_read_mask_modes(tmp_path: Path, mode: str) -> None:
     np.testing.assert_array_equal(read_mask(path), m)
 
 
-def test_mask_without_image(tmp_path: Path) -> None:
+def test_mask_without_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Images define the samples (issue 14): a mask of no image is ignored and counted."""
     mask_folder(tmp_path, n=3)
     (tmp_path / "images" / "img1.png").unlink()
     orphan = tmp_path / "masks" / "img1.png"
-    with pytest.raises(InputError, match="mask without an image") as e:
-        load_dataset(tmp_path)
-    assert str(orphan) in str(e.value)
-    ds = load_dataset(tmp_path, opts(on_mismatch="skip"))
-    assert [r.id for r in ds.records] == ["img0", "img2"]
-    assert [f for f, _ in ds.skipped] == [str(orphan)]
+    for o in (opts(), opts(on_mismatch="skip")):
+        ds = load_dataset(tmp_path, o)
+        assert [r.id for r in ds.records] == ["img0", "img2"]
+        assert ds.ignored_masks == [str(orphan)] and ds.skipped == []
+        assert "ignored 1 mask(s) without an image" in capsys.readouterr().err

@@ -88,7 +88,7 @@ def test_resume_from_a_hostile_checkpoint_is_refused(world: dict[str, Path]) -> 
     out.mkdir()
     (out / "checkpoint.pt").write_bytes(world["evil"].read_bytes())
     before = snapshot(out)
-    res = run_cli(["train", str(world["data"]), *MODEL, "--steps", "2", "--resume",
+    res = run_cli(["train", str(world["data"]), *MODEL, "--steps", "2", "--batch", "1", "--resume",
                    "--out", str(out)])  # fmt: skip
     _refused(res, out / "checkpoint.pt", "builtins.exec")
     assert not world["marker"].exists()

@@ -8,6 +8,7 @@ Ctrl-C or SIGTERM -> 130. ``CONVDIAG_DEBUG=1`` re-raises so the traceback shows.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -20,6 +21,7 @@ from typing import Any
 import click
 
 from convdiag.errors import ConvdiagError, InputError
+from convdiag.load.files import output_set
 
 # command name -> module under convdiag.cli (help order follows this dict)
 COMMANDS = {
@@ -34,6 +36,22 @@ COMMANDS = {
     "logs": "logs",
     "sweep": "sweep",
 }
+
+# commands whose files are kept when they fail: an interrupted training keeps its checkpoint
+WRITES_AS_IT_GOES = {"train"}
+_WRAPPED: set[int] = set()
+
+
+def _in_output_set(f: Any, all_or_nothing: bool) -> Any:
+    """``f`` run inside one output set (convdiag.load.files.output_set): its files are all
+    written or none is left, its --out folders are locked while it runs."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with output_set(all_or_nothing):
+            return f(*args, **kwargs)
+
+    return wrapper
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -78,6 +96,9 @@ class ConvdiagGroup(click.Group):
             return None
         module = importlib.import_module(f"convdiag.cli.{mod}")
         command: click.Command = module.command
+        if id(command) not in _WRAPPED and command.callback is not None:
+            command.callback = _in_output_set(command.callback, mod not in WRITES_AS_IT_GOES)
+            _WRAPPED.add(id(command))
         return command
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]

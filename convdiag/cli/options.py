@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -234,44 +233,6 @@ def run_options(default_fail_on: str | None = None, with_out: bool = True) -> Ca
         return RunOptions(**v)
 
     def decorator(f: F) -> F:
-        return _fold(opts, names, "run", build)(_undo_new_out(f))
+        return _fold(opts, names, "run", build)(f)
 
     return decorator
-
-
-def _missing_dirs(path: Path) -> list[Path]:
-    """``path`` and its ancestors that do not exist yet, innermost first."""
-    missing: list[Path] = []
-    p = path.absolute()
-    try:
-        while not p.exists() and p != p.parent:
-            missing.append(p)
-            p = p.parent
-    except OSError:  # a name the OS rejects: nothing of it can have been created
-        return []
-    return missing
-
-
-def _undo_new_out(f: F) -> F:
-    """When the command fails, remove the ``--out`` folders it created and left empty.
-
-    A failed command must leave no trace; only empty folders that did not exist before are
-    removed (``rmdir`` never deletes content), so an interrupted run keeps its checkpoint.
-    """
-
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        run = kwargs.get("run")
-        created = _missing_dirs(Path(run.out)) if isinstance(run, RunOptions) and run.out else []
-        try:
-            return f(*args, **kwargs)
-        except BaseException:
-            for d in created:
-                try:
-                    d.rmdir()
-                except OSError:  # not empty, or never created
-                    if d.exists():
-                        break
-            raise
-
-    return wrapper  # type: ignore[return-value]

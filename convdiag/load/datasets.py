@@ -14,9 +14,10 @@ Formats (``DatasetOptions.data_format``; ``auto`` detects them in this order):
 - masks: a folder with ``images/`` and ``masks/`` (or IRSTD-1k's ``*_Img/`` and
   ``*_Label/``), even when a points table sits beside them. A mask is matched to its image
   by stem, with or without a suffix (``Misc_1_pixels0.png`` for ``Misc_1.png``); non-image
-  files in both folders are ignored. An image without a mask, a mask without an image, or a
-  mask of another size is an InputError unless ``--on-mismatch skip`` (then reported in
-  ``dataset.skipped``). A target is an 8-connected component of mask > 0, its
+  files in both folders are ignored. Images define the samples: a mask without an image is
+  ignored (counted in ``dataset.ignored_masks`` and noted on stderr); an image without a
+  mask, or a mask of another size, is an InputError unless ``--on-mismatch skip`` (then
+  reported in ``dataset.skipped``). A target is an 8-connected component of mask > 0, its
   point the mean of its pixel centres (c + 0.5, r + 0.5).
 - points: a ``.csv`` file, or a folder holding ``points.csv`` or exactly one CSV, with a
   header ``image,x,y[,class]``. Image paths are relative to the table's folder or to
@@ -35,6 +36,7 @@ import numpy as np
 
 from convdiag.errors import InputError
 from convdiag.load.coco import scan_coco
+from convdiag.load.files import declare_input_dir
 from convdiag.load.imageio import (
     image_size,
     is_image_file,
@@ -44,7 +46,7 @@ from convdiag.load.imageio import (
 from convdiag.load.options import DatasetOptions
 from convdiag.load.points_table import scan_points
 from convdiag.load.sample import PointDataset, Record
-from convdiag.load.sources import Source, finish, mismatch
+from convdiag.load.sources import Source, finish, mismatch, note
 from convdiag.load.splits import find_split, read_split, resolve_split
 
 __all__ = [
@@ -190,6 +192,8 @@ def _detect(path: Path, fmt: str) -> tuple[str, Path]:
 
 def _scan(path: str | os.PathLike[str], opts: DatasetOptions) -> Source:
     _check_options(opts)
+    if Path(path).is_dir():  # a folder is searched: no output may lie inside it
+        declare_input_dir(path, str(path))
     fmt, main = _detect(Path(path), opts.data_format)
     if fmt == "masks":
         return _scan_masks(main, opts)
@@ -231,14 +235,16 @@ def _scan_masks(root: Path, opts: DatasetOptions) -> Source:
         raise InputError(f"no images in {img_dir}")
     by_id = _unique_ids(images, img_dir)
     masks_of: dict[str, list[Path]] = {}
-    orphans: list[tuple[str, str]] = []
+    orphans: list[str] = []  # images define the samples: a mask of no image is ignored
     for m in sorted(mask_dir.iterdir()):
         if is_image_file(m) and m.is_file():
             owner = _mask_owner(m.stem, by_id)
             if owner is not None:
                 masks_of.setdefault(owner, []).append(m)
-            else:  # most often an image that went missing
-                mismatch(opts, orphans, m, f"mask without an image in {img_dir}")
+            else:  # annotation folders often hold masks of images kept elsewhere
+                orphans.append(str(m))
+    if orphans:
+        note(f"ignored {len(orphans)} mask(s) without an image in {img_dir} (e.g. {orphans[0]})")
 
     def mask_for(ident: str) -> Path | None:
         found = masks_of.get(ident, [])
@@ -252,7 +258,7 @@ def _scan_masks(root: Path, opts: DatasetOptions) -> Source:
 
     def build(ids: list[str]) -> PointDataset:
         records: list[Record] = []
-        skipped: list[tuple[str, str]] = list(orphans)
+        skipped: list[tuple[str, str]] = []
         for ident in ids:
             img = by_id[ident]
             mask_path = mask_for(ident)
@@ -269,7 +275,9 @@ def _scan_masks(root: Path, opts: DatasetOptions) -> Source:
                 mismatch(opts, skipped, mask_path, reason)
                 continue
             records.append(Record(ident, img, size, mask_to_points(mask)))
-        return finish(records, skipped, root, "masks")
+        ds = finish(records, skipped, root, "masks")
+        ds.ignored_masks = list(orphans)
+        return ds
 
     return Source(root, "masks", sorted(by_id), build)
 

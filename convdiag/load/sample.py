@@ -38,7 +38,8 @@ class PointDataset:
     """Records plus what was skipped while loading, and a reader for one image.
 
     ``reader(record)`` returns the image as float32 grey [H, W] in [0, 1].
-    ``skipped`` lists (file, reason) for inputs left out under ``--on-mismatch skip``.
+    ``skipped`` lists (file, reason) for inputs left out under ``--on-mismatch skip``;
+    ``ignored_masks`` the masks of a mask folder that belong to no image (not samples).
     """
 
     records: list[Record]
@@ -46,6 +47,7 @@ class PointDataset:
     source: str = ""
     format: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    ignored_masks: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)

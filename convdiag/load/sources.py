@@ -3,6 +3,7 @@ reading a text file as input, and resolving an image path a table names."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,11 @@ def finish(
         raise InputError(f"no images in {source}{why}")
     records.sort(key=lambda r: r.id)
     return PointDataset(records, read_record_image, str(source), fmt, skipped)
+
+
+def note(message: str) -> None:
+    """One line on stderr about the input that does not stop the command."""
+    print(f"convdiag: note: {message}", file=sys.stderr)
 
 
 def mismatch(opts: DatasetOptions, skipped: list[tuple[str, str]], file: Path, reason: str) -> None:

@@ -51,6 +51,7 @@ def label_report(
             "images": len(ds),
             "targets": ds.num_targets,
             "skipped": [{"file": f, "reason": r} for f, r in ds.skipped],
+            "ignored_masks": len(ds.ignored_masks),  # masks of no image: not samples
         },
         **stats,
     }

@@ -16,6 +16,7 @@ import torch
 
 from convdiag.errors import InputError
 from convdiag.load.files import prepare_out_dir
+from convdiag.load.levels import level_name
 from convdiag.load.options import ModelOptions, RecipeOptions
 from convdiag.load.recipe import Recipe
 from convdiag.load.runner import ModelRunner
@@ -185,6 +186,7 @@ def train_new_model(
     resume: bool = False,
     on_resume: Callable[[int], None] | None = None,
     on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    given: dict[str, Any] | None = None,
 ) -> NewRun:
     """Build a new model for ``recipe`` and train it: the hard-label prior of ``train_ds``
     at ``recipe.level`` -> ``new_model_spec`` -> ``torch.manual_seed(seed)`` (default
@@ -193,7 +195,8 @@ def train_new_model(
 
     With ``resume`` (needs ``out``), the model, optimizer state, step and history come from
     ``out/ckpt_name`` (its stored recipe, when it has one, replaces ``recipe``) and
-    ``on_resume(step)`` is called before training continues.
+    ``on_resume(step)`` is called before training continues. ``given`` (the recipe flags the
+    user typed) must agree with the stored recipe's head, level and label kind.
     """
     opts = model_opts if model_opts is not None else ModelOptions()
     spec = new_model_spec(recipe, opts, label_prior(train_ds, recipe.level), width)
@@ -215,6 +218,7 @@ def train_new_model(
         }
         if loaded.recipe:
             recipe = recipe_from(loaded.recipe, RecipeOptions())
+            _check_resume(ckpt, recipe, given or {})
         if on_resume is not None:
             on_resume(int(state["step"]))
     result = run_training(
@@ -222,6 +226,24 @@ def train_new_model(
         eval_every, resume=state, on_step=on_step,
     )  # fmt: skip
     return NewRun(spec, model, recipe, result)
+
+
+def _check_resume(ckpt: Path, stored: Recipe, given: dict[str, Any]) -> None:
+    """InputError when a flag contradicts the run being resumed (head/level, label kind):
+    the checkpoint's weights and its stored arguments would disagree."""
+    kind = "soft" if {"kernel", "sigma"} & given.keys() else None  # as recipe_from reads them
+    wanted = {"head": given.get("head"), "labels": given.get("labels") or kind}
+    for key, value in wanted.items():
+        if value is None:
+            continue
+        if key == "head" and value != "fused":
+            value = level_name(value)
+        if value != getattr(stored, key):
+            flag = "--head" if key == "head" else "--labels"
+            raise InputError(
+                f"--resume: {flag} {value} contradicts the run in {ckpt} "
+                f"({key} {getattr(stored, key)}); drop {flag}, or start a new run with --force"
+            )
 
 
 @dataclass
