@@ -77,13 +77,27 @@ def test_clutter_that_fires_is_fp_flood() -> None:
     assert "ohem" in [r["id"] for r in top["remedies"]]
 
 
-def test_constant_offsets_at_p4_are_regression_collapse() -> None:
+def test_constant_offsets_at_p4_are_an_untrained_head() -> None:
+    """Issue 16: offsets that do not vary at all are a head without learning signal, not a
+    cell too coarse: one remedy, checking the offset loss, and no level change."""
     rep = _analyze(Oracle(stride=16, reg_gain=0.0), sizes=((128, 160),), n=10)
     ids = _ids(rep)
-    assert "regression-collapse" in ids
+    assert "offset-head-untrained" in ids and "regression-collapse" not in ids
+    f = rep["findings"][ids.index("offset-head-untrained")]
+    assert f["evidence"]["offset_std_ratio_max"] == pytest.approx(0.0, abs=1e-6)
+    assert [r["id"] for r in f["remedies"]] == ["check-offset-loss"]
+    q = rep["findings"][ids.index("label-quantization")]
+    assert q["remedies"] == [] and q["evidence"]["remedies_withheld_for"] == f["id"]
+
+
+def test_shrunk_offsets_at_p4_are_regression_collapse() -> None:
+    # p = 0.5 + 0.1 (t - 0.5): std ratio 0.1 (above the untrained 0.05), R^2 0.19
+    rep = _analyze(Oracle(stride=16, reg_gain=0.1), sizes=((128, 160),), n=10)
+    ids = _ids(rep)
+    assert "regression-collapse" in ids and "offset-head-untrained" not in ids
     assert "label-quantization" in ids
     f = rep["findings"][ids.index("regression-collapse")]
-    assert f["evidence"]["offset_std_ratio"] == pytest.approx(0.0, abs=1e-6)
+    assert f["evidence"]["offset_std_ratio"] == pytest.approx(0.1, abs=1e-3)
     rem = [r["id"] for r in f["remedies"]]
     assert rem[0] == "fused-head"
     assert {"position-sensitive-offset", "deformable-conv", "coarse-to-fine"} <= set(rem)
@@ -115,6 +129,7 @@ def test_every_remedy_round_trips_through_retrain_parsing() -> None:
     reports = [
         _analyze(Oracle(stride=4, cls_scale=0.0, cls_bias=-7.0)),
         _analyze(Oracle(stride=16, reg_gain=0.0), sizes=((128, 160),)),
+        _analyze(Oracle(stride=16, reg_gain=0.1), sizes=((128, 160),)),
         _analyze(Oracle(stride=4), clutter=8),
     ]
     seen = set()
@@ -130,7 +145,7 @@ def test_every_remedy_round_trips_through_retrain_parsing() -> None:
                 text = r["id"] + ":" + ",".join(f"{k}={v}" for k, v in r["params"].items())
                 rid, params = parse_remedy(text.rstrip(":"))
                 apply_remedy(Recipe(), rid, params)
-    assert {"focal-loss", "soft-labels", "pos-weight", "fused-head"} <= seen
+    assert {"focal-loss", "soft-labels", "pos-weight", "fused-head", "check-offset-loss"} <= seen
 
 
 def test_retrain_from_report_takes_the_top_remedy(tmp_path: Path) -> None:

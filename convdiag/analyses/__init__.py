@@ -6,6 +6,7 @@ Each module holds one analysis (``update(step)`` / ``compute()`` / ``state()`` /
 
 from __future__ import annotations
 
+from convdiag.analyses.activations import ActivationAnalysis, ActivationProbe
 from convdiag.analyses.base import Analysis, AnalysisContext, AnalysisStep, Candidate
 from convdiag.analyses.detections import DetectionAnalysis
 from convdiag.analyses.displacement import DisplacementAnalysis
@@ -25,6 +26,7 @@ ANALYSES = (
     "offsets",
     "detections",
     "displacement",
+    "activations",
 )
 
 __all__ = [
@@ -38,9 +40,14 @@ __all__ = [
 
 
 def build_analyses(
-    ctx: AnalysisContext, head_params: dict[str, int] | None = None
+    ctx: AnalysisContext,
+    head_params: dict[str, int] | None = None,
+    probe: ActivationProbe | None = None,
 ) -> dict[str, Analysis]:
-    """One fresh instance of every analysis for the level of ``ctx``, keyed by name."""
+    """One fresh instance of every analysis for the level of ``ctx``, keyed by name.
+
+    probe: the pass's forward hooks on the model (one for every level; None: the
+    activations analysis measures the outputs only)."""
     made: dict[str, Analysis] = {
         "outputs": OutputAnalysis(),
         "scores": ScoreAnalysis(ctx.threshold),
@@ -50,5 +57,6 @@ def build_analyses(
         "offsets": OffsetAnalysis(ctx.stride),
         "detections": DetectionAnalysis(ctx.radius, ctx.threshold),
         "displacement": DisplacementAnalysis(ctx.stride, ctx.radius),
+        "activations": ActivationAnalysis(ctx, probe),
     }
     return {k: made[k] for k in ANALYSES}

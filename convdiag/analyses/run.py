@@ -5,8 +5,10 @@ level, the recipe's labels at its final label parameters (progress 1), the summe
 classification loss and the summed offset L1, and by autograd on them the per-cell
 gradient w.r.t. the logits and the gradients w.r.t. the classification / offset head
 parameters (the backbone is not differentiated: nothing reported needs it). Every analysis
-of ``convdiag.analyses`` then sees an ``AnalysisStep``. Memory is one batch plus
-fixed-size accumulators.
+of ``convdiag.analyses`` then sees an ``AnalysisStep``. The same forward feeds the
+activation probe (``analyses.activations``: forward hooks on the model's layers, per-channel
+output ranges, one probe for every level). Memory is one batch plus fixed-size
+accumulators.
 
 Head parameters: ``model.head_parameters()`` ({"cls": [...], "reg": [...]}) when the model
 has it (the reference detector does); otherwise parameters whose dotted name has a part
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 
 from convdiag.analyses import AnalysisContext, AnalysisStep, Candidate, build_analyses
+from convdiag.analyses.activations import ActivationProbe
 from convdiag.analyses.base import (
     REGION_BACKGROUND,
     REGION_HOTSPOT,
@@ -206,7 +209,8 @@ def run_analyses(
     model = runner.model
     heads = head_parameters(model)
     counts = {k: int(sum(p.numel() for _, p in v)) for k, v in heads.items()}
-    analyses = {lv: build_analyses(ctx, counts) for lv, ctx in contexts.items()}
+    probe = ActivationProbe(model)  # forward hooks: per-channel ranges, shared by the levels
+    analyses = {lv: build_analyses(ctx, counts, probe) for lv, ctx in contexts.items()}
     was_training = model.training
     model.eval()
     try:
@@ -228,6 +232,7 @@ def run_analyses(
             if on_batch:
                 on_batch(len(batch.sizes))
     finally:
+        probe.close()
         model.train(was_training)
     return analyses
 
@@ -256,6 +261,7 @@ def level_metrics(results: dict[str, Any]) -> dict[str, Any]:
     gr, off, hd = results["gradients"], results["offsets"], results["heads"]
     cur = gr["candidates"].get("current", {})
     outs = results["outputs"]
+    act = results.get("activations") or {}
     return {
         "best_f1": det["best_f1"],
         "best_threshold": det["best_threshold"],
@@ -290,6 +296,9 @@ def level_metrics(results: dict[str, Any]) -> dict[str, Any]:
         "offset_r2": off.get("offset_r2"),
         "offset_loc_error_px": (off.get("loc_error_px") or {}).get("model_mean"),
         "nonfinite_fraction": outs["cls_nonfinite_fraction"],
+        "dead_share": act.get("dead_share"),
+        "feeding_dead_share": act.get("feeding_dead_share"),
+        "bn_var_max": act.get("bn_var_max"),
         "images": det["images"],
         "targets": det["targets"],
     }

@@ -44,6 +44,10 @@ ADVICE_IDS = (
     "position-sensitive-offset",
     "coarse-to-fine",
     "fix-labels",
+    "restart-lower-lr",
+    "lr-warmup",
+    "grad-clip",
+    "check-offset-loss",
 )
 
 # Measured F1 of each remedy on the dim synthetic P2 set (DESIGN.md "Performance notes").

@@ -21,6 +21,7 @@ from typing import Any
 from convdiag.diagnosis.catalogue import ID_ORDER, TITLES
 from convdiag.diagnosis.findings import Finding, severity_rank
 from convdiag.diagnosis.rules_common import Ctx
+from convdiag.diagnosis.rules_dead import root_causes
 from convdiag.diagnosis.rules_model import collapse, nonfinite, not_judged, suppressed_checks
 from convdiag.diagnosis.rules_offsets import labels, regression
 from convdiag.diagnosis.rules_shift import shift
@@ -88,6 +89,7 @@ def diagnose(
             for f in (starvation(c), heads(c)):
                 if f is not None:
                     lv.append(f)
+        lv = root_causes(c, lv, skip)  # dead-network; remedies it makes wrong withheld
         found += [f for f in lv if f.id not in skip]
     if not any(severity_rank(f.severity) >= 1 for f in found):
         found += [healthy(level, metrics[level]) for level in results]

@@ -1,4 +1,15 @@
-"""Model rules on localisation: regression collapse, label quantisation and collision."""
+"""Model rules on localisation: an untrained offset head, regression collapse, label
+quantisation and collision.
+
+offset-head-untrained and regression-collapse read the same offsets at target cells, when
+offsets matter there (the cell-centre RMS error above ``offset_needed_radius_share`` x
+radius) and there are ``min_targets`` target cells. Untrained: the predicted offsets are
+(nearly) constant, std(p) / std(t) below ``offset_untrained_std_ratio`` on both axes --
+the head got no learning signal (offset loss weight 0, a detached branch, a dead head), and
+a finer level would not help. Otherwise regression-collapse: std ratio below
+``offset_std_ratio_min`` and R^2 below ``offset_r2_min`` (offsets shrunk toward the cell
+centre).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +39,9 @@ def regression(c: Ctx) -> list[Finding]:
     needed = centre_rms_px > th.offset_needed_radius_share * c.radius
     if sr is None or r2 is None or not needed:
         return []
+    ratios = [v for v in (off.get("std_ratio") or {}).values() if v is not None]
+    if ratios and max(ratios) < th.offset_untrained_std_ratio:
+        return [untrained(c, max(ratios), r2, centre_rms_px)]
     if not (sr < th.offset_std_ratio_min and r2 < th.offset_r2_min):
         return []
     loc = off["loc_error_px"]
@@ -85,6 +99,52 @@ def regression(c: Ctx) -> list[Finding]:
             rem,
         )
     ]
+
+
+def untrained(c: Ctx, ratio: float, r2: float, centre_rms_px: float) -> Finding:
+    """offset-head-untrained: the offsets at target cells do not vary (see the module
+    docstring); its one remedy is to check the offset loss, never a level change."""
+    off, th = c.res["offsets"], c.th
+    ps, ts = off["pred_std"], off["target_std"]
+    w = float(c.recipe.reg_weight)
+    grad = c.m.get("reg_grad_norm")
+    loc = off["loc_error_px"]
+    return Finding(
+        "offset-head-untrained",
+        c.level,
+        ev(
+            offset_std_ratio_max=ratio,
+            offset_untrained_std_ratio=th.offset_untrained_std_ratio,
+            offset_r2=r2,
+            reg_weight=w,
+            pred_std_x=ps.get("x"),
+            target_std_x=ts.get("x"),
+            pred_std_y=ps.get("y"),
+            target_std_y=ts.get("y"),
+            reg_grad_norm=grad,
+            loc_error_px=loc["model_mean"],
+            centre_loc_error_px=loc["centre_mean"],
+            centre_rms_px=centre_rms_px,
+            target_cells=off["target_cells"],
+        ),
+        f"At {c.level} the offset head outputs the same offset at every target cell: "
+        f"predicted std {num(ps.get('x'))} / {num(ps.get('y'))} cells (x / y) against "
+        f"{num(ts.get('x'))} / {num(ts.get('y'))} for the true offsets (at most "
+        f"{ratio:.1%} of it), R^2 {r2:.2f}. A head that learned anything varies with the "
+        "target; this one got no learning signal (the offset loss off or weighted 0, a "
+        "detached branch, a dead head), so a finer level would not help.",
+        [
+            Remedy(
+                "check-offset-loss",
+                {"reg_weight": w},
+                "check that the offset loss is computed, reaches the offset head and is "
+                f"weighted: the recipe's offset-loss weight (reg_weight) is {w:g}, the "
+                f"offset-head gradient norm {num(grad)}; predicted offset std at most "
+                f"{ratio:.1%} of the true offsets'",
+                applied=False,
+            )
+        ],
+    )
 
 
 def labels(c: Ctx) -> list[Finding]:

@@ -35,6 +35,12 @@ class Thresholds:
       the first, or share of cells carrying 90% of it above the second = gradient-starvation.
     - offset_std_ratio_min, offset_r2_min: both below = regression-collapse, when offsets
       matter (cell-centre RMS error above offset_needed_radius_share x radius).
+    - offset_untrained_std_ratio: predicted / true offset std at target cells below this
+      on both axes = offset-head-untrained instead (the head got no learning signal).
+    - dead_feeding_share_min, dead_bn_var_median_min, dead_logit_abs_min: with detection
+      failed, this share of the channels feeding the heads constant over the dataset, or
+      a median BatchNorm running variance or a largest |logit| at or above these =
+      dead-network.
     - quantization_radius_share: label quantisation p95 above this x radius, with the
       model's p90 offset error above the radius = label-quantization.
     - collision_share_max: label-collision. head_ratio_max: |grad cls| / |grad reg| outside
@@ -72,6 +78,10 @@ class Thresholds:
     offset_std_ratio_min: float = 0.5
     offset_r2_min: float = 0.25
     offset_needed_radius_share: float = 0.6
+    offset_untrained_std_ratio: float = 0.05
+    dead_feeding_share_min: float = 0.5
+    dead_bn_var_median_min: float = 1e3
+    dead_logit_abs_min: float = 1e3
     quantization_radius_share: float = 1.0
     collision_share_max: float = 0.01
     head_ratio_max: float = 100.0
