@@ -139,3 +139,27 @@ def test_logs_a_b_compares_two_runs_side_by_side(tmp_path: Path) -> None:
         "run2/timeline.png",
     ):
         assert (tmp_path / "cmp" / name).is_file(), name
+
+
+@pytest.mark.parametrize("name", ["metrics.csv", "scalars.json", "train.log"])
+def test_the_streaming_readers_report_their_position(tmp_path: Path, name: str) -> None:
+    from convdiag.watch.progress import EVERY, reporting
+
+    p = tmp_path / name
+    n = 3 * EVERY + 5
+    if name.endswith(".csv"):
+        text = "step,train/loss\n" + "".join(f"{i},{1 / (i + 1):.5f}\n" for i in range(n))
+    elif name.endswith(".json"):
+        text = "".join(json.dumps({"lr": 0.1, "loss": 1 / (i + 1), "step": i}) + "\n"
+                       for i in range(n))  # fmt: skip
+    else:
+        text = "".join(f"2025-12-02-20-20: epoch: {i} |loss {1 / (i + 1):.4f} | hm_loss 0.5 |\n"
+                       for i in range(n))  # fmt: skip
+    p.write_text(text)
+    seen: list[int] = []
+    with reporting(seen.append):
+        analyze_log(p)
+    assert len(seen) >= 3 and seen == sorted(seen) and 0 < seen[-1] <= p.stat().st_size
+    k = len(seen)
+    analyze_log(p)  # outside the block nothing is reported
+    assert len(seen) == k

@@ -161,7 +161,9 @@ def command(
     )
     if len(paths) > 1:
         return _compare(list(paths), kw, run)
-    report = analyze_log(paths[0], out=run.out, **kw)
+    report = _with_progress(
+        paths[0], run.format == "json", lambda: analyze_log(paths[0], out=run.out, **kw)
+    )
 
     def render(console: Any) -> None:
         render_table(console, report)
@@ -172,6 +174,35 @@ def command(
 
     emit(report, run.format, render, lambda: render_markdown(report))
     return exit_code([Finding.from_dict(f) for f in report["findings"]], run.fail_on)
+
+
+PROGRESS_MIN_BYTES = 16 * 2**20  # files smaller than this read too fast for a bar
+
+
+def _with_progress(path: str, quiet: bool, work: Any) -> Any:
+    """Run ``work()``; reading a large log file draws a progress bar (MiB) on stderr."""
+    import os
+
+    from convdiag.report.console import progress
+    from convdiag.watch.progress import reporting
+
+    try:
+        size = os.stat(path).st_size if os.path.isfile(path) else 0
+    except OSError:
+        size = 0
+    if size < PROGRESS_MIN_BYTES:
+        return work()
+    with progress(f"reading {os.path.basename(path)} (MiB)", size >> 20, quiet) as advance:
+        done = [0]
+
+        def moved(pos: int) -> None:
+            mib = min(pos, size) >> 20
+            if mib > done[0]:
+                advance(mib - done[0])
+                done[0] = mib
+
+        with reporting(moved):
+            return work()
 
 
 def _compare(paths: list[str], kw: dict[str, Any], run: RunOptions) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from convdiag.errors import InputError
+from convdiag.watch.progress import EVERY, tick
 from convdiag.watch.table import RawLog, Series
 
 STEP_COLUMNS = ("step", "global_step", "trainer/global_step", "iter", "iteration", "it")
@@ -69,7 +70,9 @@ def _rows(path: Path) -> tuple[list[str], Iterator[list[str]]]:
     def gen() -> Iterator[list[str]]:
         with f:
             try:
-                for r in reader:
+                for n, r in enumerate(reader, 1):
+                    if n % EVERY == 0:
+                        tick(f.buffer.tell())
                     if any(c.strip() for c in r):
                         yield [c.strip() for c in r]
             except csv.Error as e:

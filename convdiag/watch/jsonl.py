@@ -27,6 +27,7 @@ import numpy as np
 
 from convdiag.errors import InputError
 from convdiag.watch.csv_logs import open_log
+from convdiag.watch.progress import EVERY, tick
 from convdiag.watch.table import RawLog, Series
 
 X_KEYS = ("step", "global_step", "iter", "iteration")
@@ -62,6 +63,8 @@ def _load_lines(p: Path) -> tuple[list[dict[str, Any]], list[str]]:
             out: list[dict[str, Any]] = []
             pending: tuple[int, str] | None = None  # a bad line is fatal unless it is the last
             for lineno, ln in enumerate(f, start=1):
+                if lineno % EVERY == 0:
+                    tick(f.buffer.tell())
                 if not ln.strip():
                     continue
                 if pending is not None:

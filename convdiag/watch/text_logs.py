@@ -31,6 +31,7 @@ import numpy as np
 
 from convdiag.errors import InputError
 from convdiag.watch.csv_logs import check_log_file
+from convdiag.watch.progress import EVERY, tick
 from convdiag.watch.table import RawLog, Series
 
 NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf"
@@ -57,7 +58,9 @@ def _lines(p: Path, notes: list[str]) -> Iterator[str]:
     replaced = 0
     try:
         with p.open("rb") as f:
-            for raw in f:
+            for n, raw in enumerate(f, 1):
+                if n % EVERY == 0:
+                    tick(f.tell())
                 text = raw[:MAX_LINE].decode("utf-8", errors="replace")
                 replaced += text.count("\ufffd")
                 for part in text.replace("\r\n", "\n").split("\r"):
