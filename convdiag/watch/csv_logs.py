@@ -72,7 +72,7 @@ def _rows(path: Path) -> tuple[list[str], Iterator[list[str]]]:
             try:
                 for n, r in enumerate(reader, 1):
                     if n % EVERY == 0:
-                        tick(f.buffer.tell())
+                        tick(f.buffer.tell())  # type: ignore[attr-defined]
                     if any(c.strip() for c in r):
                         yield [c.strip() for c in r]
             except csv.Error as e:

@@ -64,7 +64,7 @@ def _load_lines(p: Path) -> tuple[list[dict[str, Any]], list[str]]:
             pending: tuple[int, str] | None = None  # a bad line is fatal unless it is the last
             for lineno, ln in enumerate(f, start=1):
                 if lineno % EVERY == 0:
-                    tick(f.buffer.tell())
+                    tick(f.buffer.tell())  # type: ignore[attr-defined]
                 if not ln.strip():
                     continue
                 if pending is not None:
