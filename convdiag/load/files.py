@@ -265,6 +265,17 @@ def _record(target: Path) -> None:
     s.written[target] = backup
 
 
+def remove_file(path: str | os.PathLike[str]) -> None:
+    """Remove the file ``path`` (if there); inside an output set it comes back if the set
+    fails."""
+    target = Path(path)
+    if not target.is_file():
+        return
+    _record(target)
+    with suppress(FileNotFoundError):
+        target.unlink()
+
+
 def make_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
     """Create folder ``path`` and its parents; inside an output set the new ones are removed
     again if the set fails or ends empty. InputError naming ``what`` when it cannot be made."""

@@ -31,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from convdiag.errors import InputError
-from convdiag.load.files import atomic_write_bytes, atomic_write_text, prepare_out_dir, to_json
+from convdiag.load.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    make_dir,
+    prepare_out_dir,
+    remove_file,
+    to_json,
+)
 
 NOISE_STD = 0.02  # sensor noise, in [0, 1] grey units (about 5 of 255 levels)
 CLUTTER_STD = 0.08  # standard deviation of the 1/f clutter at --clutter 1
@@ -222,9 +229,9 @@ def _check_out(out: Path, force: bool, names: set[str]) -> None:
             if d.is_dir():
                 for f in d.iterdir():
                     if _ID.match(f.name) and f.name not in names and f.is_file():
-                        f.unlink()
+                        remove_file(f)
         for name in (*SPLIT_NAMES, "trainval"):
-            (out / f"{name}.txt").unlink(missing_ok=True)
+            remove_file(out / f"{name}.txt")
 
 
 def synthesize(
@@ -250,7 +257,7 @@ def synthesize(
         _check_out(out_dir, force, {f"{i}.png" for i in ids})
     prepare_out_dir(out_dir)
     for sub in ("images", "masks"):
-        (out_dir / sub).mkdir(exist_ok=True)
+        make_dir(out_dir / sub, "DIR")
 
     split_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(1,)))
     n_empty = round(config.empty_fraction * config.n)
