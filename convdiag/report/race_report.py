@@ -162,3 +162,15 @@ def write_race(report: dict[str, Any], out: Path) -> None:
 def fmt_gain(v: Any) -> str:
     """A gain as +0.123 / -0.045 ('-' when unknown)."""
     return "-" if v is None else f"{float(v):+.3f}" if math.isfinite(float(v)) else fmt_num(v)
+
+
+def render_table(console: Console, report: dict[str, Any]) -> None:
+    """A raced report's race section (``show``): the race table, the verdict, and the
+    predicted ranking beside the measured gains."""
+    render_race(console, report["race"])
+    render_measured(console, report)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """``render_table`` as Markdown."""
+    return race_markdown(report["race"]) + measured_markdown(report)

@@ -18,6 +18,7 @@ every step: when it is reached the race stops cleanly and reports the last finis
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import shutil
@@ -196,7 +197,8 @@ def run_race(
                 arm.step = int(res["step"])
                 arm.seconds += float(res["seconds"])
                 if not res["interrupted"] and arm.step >= rung.steps:
-                    arm.rungs[rung.index] = {"step": arm.step, **res["final"]}
+                    final = {k: _finite_or_none(v) for k, v in res["final"].items()}
+                    arm.rungs[rung.index] = {"step": arm.step, **final}
                 interrupted = interrupted or bool(res["interrupted"])
                 save()
             if interrupted or stop_requested():
@@ -334,6 +336,11 @@ def _halve(out: Path, arms: list[Arm], index: int, keep: int, plan: RacePlan,
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(arm_path(out, START), dst)
             arms.append(combo)
+
+
+def _finite_or_none(v: Any) -> Any:
+    """Non-finite floats as None, as race.json stores them (a resumed race reads them so)."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _copy_winner(out: Path, winner: str | None) -> None:

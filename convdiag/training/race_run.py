@@ -66,12 +66,14 @@ def race_retrain(
     resume: bool,
     clock: Callable[[], float] = time.monotonic,
     on_plan: Callable[[dict[str, Any]], Callable[[str, int], None] | None] | None = None,
+    on_step: Callable[[str, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run a race (or continue it with ``resume``) and return the report: the analysis with
     ``race`` = the final race state (see ``race.run_race``) and ``kind`` "race".
 
     ``on_plan(state)`` is called once the plan is known and returns the per-step callback
-    ``on_step(arm, step)`` (a progress bar), or None.
+    ``on_step(arm, step)`` (a progress bar), or None; without it ``on_step`` is that callback
+    (also called in the calibration of a budget, as arm "calibration").
     """
     from convdiag.training.distributed import resolve_device
     from convdiag.training.workflow import REFERENCE
@@ -84,10 +86,11 @@ def race_retrain(
                                from_report)  # fmt: skip
         predicted = candidates_from_report(analysis, spec.factory == REFERENCE, arms)
         candidates = pick_candidates(explicit, predicted, arms)
-        state = start_race(cfg, spec, model, candidates, data, clock)
+        state = start_race(cfg, spec, model, candidates, data, clock, on_step)
         state["analysis"] = analysis
         state["predicted"] = [{"id": r, "params": p} for r, p in predicted]
-    on_step = on_plan(state) if on_plan else None
+    if on_plan is not None:
+        on_step = on_plan(state)
     state = run_race(cfg, state, data, clock, on_step)
     report = {k: v for k, v in analysis.items() if k not in ("race",)}
     race = {k: v for k, v in state.items() if k not in ("analysis",)}
