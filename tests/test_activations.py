@@ -194,3 +194,39 @@ def test_image_range_against_numpy_and_merge() -> None:
     one = ActivationAnalysis(ctx)
     one.update(_step(t(z[:1]), t(valid[:1]), None))  # type: ignore[arg-type]
     assert one.compute()["cls_image_range"] is None  # one image: not judged
+
+
+def test_the_pass_feeds_the_probe_with_fixed_memory_and_removes_its_hooks() -> None:
+    """Inside ``run_analyses``: the state's arrays keep their shapes however many images
+    pass, the hooks are gone afterwards, and the ranges equal a probe run by hand."""
+    from analyze_models import make_dataset
+
+    from convdiag.analyses import AnalysisContext
+    from convdiag.analyses.run import run_analyses
+    from convdiag.load.batching import make_batch
+    from convdiag.load.recipe import Recipe
+    from convdiag.load.runner import ModelRunner
+    from convdiag.models.detector import reference
+
+    torch.manual_seed(0)
+    net = reference(head="P2", width=4)
+    runner = ModelRunner(net, pad_to=32)
+    ds = make_dataset(n=6, sizes=((64, 96),), seed=3)
+
+    def ctx() -> AnalysisContext:
+        return AnalysisContext(level="P2", stride=4, recipe=Recipe(), max_grid=(16, 24))
+
+    few = run_analyses(runner, ds.subset([0, 1]), {"P2": ctx()}, batch_size=2)
+    many = run_analyses(runner, ds, {"P2": ctx()}, batch_size=2)
+    s_few, s_many = few["P2"]["activations"].state(), many["P2"]["activations"].state()
+    assert {k: v.shape for k, v in s_few.items()} == {k: v.shape for k, v in s_many.items()}
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+    res = many["P2"]["activations"].compute()
+    assert res["images"] == 6 and res["feeding_layer"].startswith("heads.P2.cls:input")
+    by_hand = ActivationProbe(net.eval())  # the pass runs in eval mode
+    with torch.no_grad():
+        for i in range(0, 6, 2):
+            net(make_batch(ds, [i, i + 1], 32).images)
+    by_hand.close()
+    for key, v in by_hand.state().items():
+        np.testing.assert_allclose(s_many[f"probe/{key}"], v, rtol=1e-5, atol=1e-6)
