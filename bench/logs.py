@@ -1,4 +1,4 @@
-"""Benchmark reading a large training log (run: python bench/logs.py [--mb 200]).
+"""Benchmark reading a large training log (run: python bench/logs.py [--mb 200] [--jsonl]).
 
 Writes a Lightning-style ``metrics.csv`` of about ``--mb`` megabytes (step, epoch, 8 train
 losses every row, 4 validation metrics every 50th row, empty cells between), then reads it
@@ -60,6 +60,28 @@ def write_csv(path: Path, megabytes: float, seed: int = 0) -> int:
     return path.stat().st_size
 
 
+def write_jsonl(path: Path, megabytes: float, seed: int = 0) -> int:
+    """Write an mmengine-style ``scalars.json`` of about ``megabytes``: a train line (lr,
+    8 losses, iter, step) per iteration and a validation line every 50th; returns bytes."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    target = int(megabytes * 1e6)
+    with path.open("w") as f:
+        step = 0
+        while f.tell() < target:
+            lines = []
+            for row in rng.random((1000, 8)):
+                step += 1
+                d = {"lr": 0.01, **{f"loss_{k}": round(float(v), 6) for k, v in enumerate(row)}}
+                lines.append(json.dumps({**d, "iter": step, "step": step}))
+                if step % 50 == 0:
+                    lines.append(json.dumps({"coco/bbox_mAP": round(float(row[0]), 4),
+                                             "step": step}))  # fmt: skip
+            f.write("\n".join(lines) + "\n")
+    return path.stat().st_size
+
+
 def _probe(args: list[str]) -> tuple[float, int, int]:
     out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
                          check=True).stdout.split()  # fmt: skip
@@ -70,20 +92,25 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     """Measure and print; returns the ratios (name -> value)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=200.0)
+    ap.add_argument("--jsonl", action="store_true", help="an mmengine scalars.json instead")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "metrics.csv"
+        path = Path(tmp) / ("scalars.json" if args.jsonl else "metrics.csv")
         t0 = time.perf_counter()
-        size = write_csv(path, args.mb)
+        size = (write_jsonl if args.jsonl else write_csv)(path, args.mb)
         print(f"wrote {size / 1e6:.0f} MB in {time.perf_counter() - t0:.1f} s")
         _, base_rss, _ = _probe([])
         seconds, rss, values = _probe([str(path)])
-        pd_seconds, pd_rss, _ = _probe([str(path), "pandas"])
+        if args.jsonl:  # pandas.read_json(lines=True) is the comparison there
+            pd_seconds, pd_rss = float("nan"), rss
+        else:
+            pd_seconds, pd_rss, _ = _probe([str(path), "pandas"])
     extra = rss - base_rss
     print(f"read_log        : {seconds:6.1f} s, {values:,} values, {size / seconds / 1e6:.0f} MB/s")
     print(f"peak RSS        : {rss / 2**20:6.0f} MiB (imports alone {base_rss / 2**20:.0f} MiB)")
     print(f"extra / file    : {extra / size:6.2f} bytes of memory per byte of log")
-    print(f"pandas.read_csv : {pd_seconds:6.1f} s, peak RSS {pd_rss / 2**20:.0f} MiB (same file)")
+    if not args.jsonl:
+        print(f"pandas.read_csv : {pd_seconds:6.1f} s, peak RSS {pd_rss / 2**20:.0f} MiB")
     return {
         "extra_rss_per_file_byte": extra / size,
         "rss_vs_pandas": rss / pd_rss,

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import math
+from array import array
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -43,8 +45,54 @@ def _parse(text: str) -> Any:
         raise json.JSONDecodeError("nested too deeply", text[:50], 0) from None
 
 
-def _load_lines(p: Path) -> tuple[list[dict[str, Any]], list[str]]:
+class Line:
+    """One log line kept compact: its numeric keys (a tuple shared by every line with the
+    same keys), their values as float64, and ``mode`` (mmdet 2.x) when it is a string.
+    Other values are dropped at once, so memory grows by about 8 bytes per number."""
+
+    __slots__ = ("keys", "mode", "vals")
+    _KEYS: ClassVar[dict[tuple[str, ...], tuple[str, ...]]] = {}  # cleared for each file
+
+    def __init__(self, d: dict[str, Any]) -> None:
+        pairs = [(str(k), f) for k, v in d.items() if (f := _num(v)) is not None]
+        keys = tuple(k for k, _ in pairs)
+        self.keys = Line._KEYS.setdefault(keys, keys) if len(Line._KEYS) < 10_000 else keys
+        self.vals = array("d", (f for _, f in pairs))
+        m = d.get("mode")
+        self.mode = m if isinstance(m, str) else None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` (``mode`` is the string), else ``default``."""
+        if key == "mode":
+            return self.mode if self.mode is not None else default
+        try:
+            return self.vals[self.keys.index(key)]
+        except ValueError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys or (key == "mode" and self.mode is not None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys)
+
+    def __getitem__(self, key: str) -> Any:
+        v = self.get(key, _MISSING)
+        if v is _MISSING:
+            raise KeyError(key)
+        return v
+
+    def items(self) -> Iterator[tuple[str, float]]:
+        """(key, value) of the numeric keys."""
+        return zip(self.keys, self.vals, strict=True)
+
+
+_MISSING = object()
+
+
+def _load_lines(p: Path) -> tuple[list[Any], list[str]]:
     notes: list[str] = []
+    Line._KEYS.clear()
     with open_log(p) as f:
         try:
             first = ""
@@ -59,8 +107,8 @@ def _load_lines(p: Path) -> tuple[list[dict[str, Any]], list[str]]:
                     raise InputError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
                 if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
                     raise InputError(f"{p}: a JSON array of objects was expected")
-                return list(data), notes
-            out: list[dict[str, Any]] = []
+                return [Line(d) for d in data], notes
+            out: list[Line] = []
             pending: tuple[int, str] | None = None  # a bad line is fatal unless it is the last
             for lineno, ln in enumerate(f, start=1):
                 if lineno % EVERY == 0:
@@ -76,7 +124,7 @@ def _load_lines(p: Path) -> tuple[list[dict[str, Any]], list[str]]:
                     continue
                 if not isinstance(d, dict):
                     raise InputError(f"{p}: line {lineno} is not a JSON object")
-                out.append(d)
+                out.append(Line(d))
         except UnicodeDecodeError as e:
             raise InputError(f"{p}: cannot read as text ({e})") from None
     if pending is not None:
@@ -201,9 +249,9 @@ def _val_after_train(
     return out
 
 
-def _series(rows: list[tuple[float, dict[str, Any], bool]], skip: set[str]) -> dict[str, Series]:
-    xs: dict[str, list[float]] = defaultdict(list)
-    vs: dict[str, list[float]] = defaultdict(list)
+def _series(rows: list[tuple[float, Any, bool]], skip: set[str]) -> dict[str, Series]:
+    xs: dict[str, array[float]] = defaultdict(lambda: array("d"))
+    vs: dict[str, array[float]] = defaultdict(lambda: array("d"))
     for xv, d, _ in rows:
         for k, v in d.items():
             f = _num(v)
@@ -211,7 +259,7 @@ def _series(rows: list[tuple[float, dict[str, Any], bool]], skip: set[str]) -> d
                 continue
             xs[k].append(xv)
             vs[k].append(f)
-    return {k: Series(k, np.array(xs[k]), np.array(vs[k])) for k in xs}
+    return {k: Series(k, np.frombuffer(xs[k]), np.frombuffer(vs[k])) for k in xs}
 
 
 def _read_mmdet2(p: Path, lines: list[dict[str, Any]], notes: list[str]) -> RawLog:
