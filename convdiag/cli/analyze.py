@@ -51,6 +51,14 @@ from convdiag.cli.options import (
     default=None,
     help="Score threshold of the reported detections (default 0.5).",
 )
+@click.option(
+    "--tensorboard",
+    "tensorboard",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write the report into this TensorBoard run folder (your run's logdir), at the "
+    "step the checkpoint was trained to. Needs the tensorboard package.",
+)
 @dataset_options()
 @model_options
 @recipe_options
@@ -68,6 +76,7 @@ def command(
     model_opts: ModelOptions,
     recipe_opts: RecipeOptions,
     run: RunOptions,
+    tensorboard: str | None,
 ) -> int:
     """Diagnose why CHECKPOINT does not converge on DATA and say what to change.
 
@@ -115,6 +124,7 @@ def command(
         threshold=thr,
         device=run.device,
         config=cfg,
+        tensorboard=tensorboard,
     )
 
     def render(console: Any) -> None:

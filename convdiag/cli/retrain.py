@@ -161,6 +161,10 @@ def command(
                                       knobs["batch"], knobs["lr"], spec.pad_to)  # fmt: skip
     if knobs["race"]:
         sets = (train_ds, val_ds)
+        if tensorboard:
+            from convdiag.report.analyze import trained_step
+
+            knobs = {**knobs, "tensorboard": tensorboard, "start": trained_step(loaded.meta) or 0}
         return _race(checkpoint, data, dataset, model_opts, run, knobs, recipe, defaulted,
                      spec, loaded.model, sets, remedies, from_report, steps)  # fmt: skip
     out = prepare_out_dir(run.out) if run.out and is_main() else None
@@ -249,6 +253,16 @@ def _race(checkpoint: str, data: str, dataset: DatasetOptions, model_opts: Model
     race = report["race"]
     race["recipe_defaults"] = defaulted
     write_race(report, out)
+    from convdiag.report.html import write_html
+
+    write_html(out, report)  # with race.png, beside report.json
+    if knobs.get("tensorboard"):
+        from convdiag.report.tensorboard import write_tensorboard
+
+        last = max((int(r.get("step") or 0) for a in race.get("arms", [])
+                    for r in (a.get("rungs") or {}).values()), default=0)  # fmt: skip
+        start = int(knobs["start"])
+        write_tensorboard(report, knobs["tensorboard"], start + last, out, history_start=start)
     note = _defaults_note(defaulted)
 
     def table_(c: Any) -> None:

@@ -36,6 +36,7 @@ def analyze_checkpoint(
     threshold: float = 0.5,
     device: str = "cpu",
     config: Any = None,
+    tensorboard: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Analyze CHECKPOINT on DATA; with ``out`` write report.json, report.md and the plots.
 
@@ -43,6 +44,8 @@ def analyze_checkpoint(
     ``RecipeOptions`` (defaults when None); the recipe is the checkpoint's own, updated by
     the recipe flags given. max_images: analyze the first N images only. config: a
     ``config.Config`` (default: read from the working directory) for the thresholds.
+    tensorboard: a TensorBoard run folder to write the report into, at the checkpoint's
+    step (``report.tensorboard``).
     Returns the report: {"schema": 1, "verdict", "findings": [...], "metrics": {level:
     {...}}, "analyses", "labels", "targets", "model", "recipe", "settings", ...}.
     """
@@ -60,6 +63,10 @@ def analyze_checkpoint(
     cfg = config if config is not None else load_config()
     th = Thresholds.from_config(cfg.thresholds)
     dev = resolve_device(device)
+    if tensorboard is not None and dist.is_main():
+        from convdiag.report.tensorboard import check_logdir
+
+        check_logdir(tensorboard)
     out_dir = None
     if out is not None and dist.is_main():
         from convdiag.load.files import prepare_out_dir
@@ -93,6 +100,7 @@ def analyze_checkpoint(
             pool=dist.reduce_analyses,
         )
     report["checkpoint"] = str(checkpoint)
+    report["checkpoint_step"] = trained_step(loaded.meta)
     report["data"] = str(data)
     report["images"] = len(ds)
     report["targets_total"] = ds.num_targets
@@ -119,19 +127,35 @@ def analyze_checkpoint(
     )
     if out_dir is not None:
         write_report(report, arrays, out_dir)
+    if tensorboard is not None and dist.is_main():
+        from convdiag.report.tensorboard import write_analyze_tensorboard
+
+        write_analyze_tensorboard(report, arrays, tensorboard, out_dir)
     return report
 
 
+def trained_step(meta: dict[str, Any]) -> int | None:
+    """The step a checkpoint was trained to, from its metadata: convdiag's ``step``,
+    Lightning's ``global_step`` or mmengine's ``iter``; None when it says none."""
+    for key in ("step", "global_step", "iter"):
+        v = meta.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
+            return int(v)
+    return None
+
+
 def write_report(report: dict[str, Any], arrays: dict[str, Any], out: str | Path) -> None:
-    """Write plots, report.json and report.md under ``out`` (plots first: the report
-    lists them under "plots")."""
+    """Write report.npz (the plot arrays), the plots drawn from it, report.json, report.md
+    and report.html under ``out`` (plots first: the report lists them under "plots")."""
     from convdiag.load.files import atomic_write_text, write_json
     from convdiag.report.analyze_plots import write_plots
     from convdiag.report.analyze_report import render_markdown
     from convdiag.report.html import write_html
+    from convdiag.report.saved_arrays import load_arrays, save_arrays, saved_data
 
     path = Path(out)
-    report["plots"] = write_plots(report, arrays, path)
+    save_arrays(path, arrays)
+    report["plots"] = write_plots(saved_data(report), load_arrays(path), path)
     write_json(path / "report.json", report)
     atomic_write_text(path / "report.md", render_markdown(report))
     write_html(path, report)

@@ -1,6 +1,7 @@
 """The PNG plots of an analyze report (``write_plots``), and those of the gradients and the
 counterfactual losses; the scores, offsets and detections plots are ``report.output_plots``.
-They read the report dict and the plot-only arrays of the analyses."""
+They read the saved report data and the plot-only arrays of the analyses as read back from
+report.npz (``report.saved_arrays``), so ``show --plots`` redraws the same files."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ import numpy as np
 
 from convdiag.report.analyze_report import SHARE_COLS, params_text
 from convdiag.report.output_plots import plot_detections, plot_offsets, plot_scores, share_text
+from convdiag.report.saved_arrays import save_png
 
 
 def write_plots(report: dict[str, Any], arrays: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Write every plot of every level under ``out``; returns {level: {kind: file name}}."""
+    """Write every plot of every level under ``out``; returns {level: {kind: file name}}.
+
+    report: the report as saved (JSON data); arrays: {level: {analysis: {name: array}}}, as
+    ``saved_arrays.load_arrays`` gives them back."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,9 +43,7 @@ def write_plots(report: dict[str, Any], arrays: dict[str, Any], out: Path) -> di
             if fig is None:
                 continue
             name = f"{lv}_{kind}.png"
-            from convdiag.load.files import save_figure
-
-            save_figure(fig, out / name)
+            save_png(fig, out / name)
             files[kind] = name
         done[lv] = files
     return done

@@ -78,6 +78,7 @@ def run_check(
     schedule = parse_schedule(recipe_opts.schedule) if recipe_opts.schedule else None
     report: dict[str, Any] = {
         "schema": 1,
+        "kind": "check",
         "data": str(data),
         "checkpoint": checkpoint,
         "fail_on": fail_on,

@@ -59,8 +59,9 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
     from convdiag.load.datasets import load_train_val
     from convdiag.load.files import write_json
     from convdiag.load.synth import SynthConfig, synthesize
-    from convdiag.report.curves import plot_curves
+    from convdiag.report.curves import curve_arrays, draw_curves
     from convdiag.report.html import write_html
+    from convdiag.report.saved_arrays import load_arrays, save_arrays
     from convdiag.training.distributed import resolve_device
     from convdiag.training.workflow import retrain_compare, train_new_model
 
@@ -92,7 +93,8 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
     say(f"[bold]3. Failing recipe[/] ({recipe.describe()}, {cfg.steps} steps): F1@0.5 "
         f"{f['f1_at_0.5']:.3f}, FP/image {f['fp_per_image']:.2f}, cls loss {f['cls_loss']:.5f} vs "
         f"constant predictor {f['constant_loss']:.5f}")  # fmt: skip
-    plot_curves({"failing": base.history}, out / "failing_curves.png")
+    save_arrays(out, {"curves": curve_arrays({"failing": base.history})})
+    draw_curves(load_arrays(out)["curves"], out / "failing_curves.png")
 
     analysis = analyze_failure(out / "failing.pt", data, out, quiet, cfg.device)
     if analysis and analysis.get("findings"):
@@ -116,8 +118,10 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console, quiet: bool = False) 
         "steps": cfg.steps,
         **{k: v for k, v in f.items() if k != "curves"},
     }
+    report["kind"] = "demo"
+    report["plots"] = ["failing_curves.png"]
     write_json(out / "report.json", report)
-    write_html(out, report, ["curves.png"] if (out / "curves.png").exists() else None)
+    write_html(out, report)
     return report
 
 

@@ -31,6 +31,7 @@ EVIDENCE_PLOTS = {
     "label-quantization": ("offsets",),
 }
 MAX_PLOT_BYTES = 8 * 2**20
+RACE_PLOT = "race.png"
 
 CSS = """
 :root{--fg:#1b1b1f;--muted:#5f6368;--line:#dadce0;--bg:#fff;--card:#f8f9fa}
@@ -92,7 +93,8 @@ def table_html(header: list[str], rows: list[list[Any]], anchor: str = "") -> st
 
 def plot_entries(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(level, name, file) of every plot a report lists: ``{"P2": {"scores": "P2_scores.png"}}``
-    (per level), ``{"timeline": "timeline.png"}`` or ``["curves.png", ...]`` (level "")."""
+    (per level), ``{"timeline": "timeline.png"}`` or ``["curves.png", ...]`` (level ""),
+    and race.png for a report with a ``race`` section."""
     plots = report.get("plots") or {}
     items: list[tuple[str, str, Any]] = []
     if isinstance(plots, dict):
@@ -103,6 +105,8 @@ def plot_entries(report: dict[str, Any]) -> list[tuple[str, str, str]]:
                 items.append(("", str(lv), v))
     elif isinstance(plots, list):
         items += [("", Path(str(f)).stem, f) for f in plots]
+    if report.get("race") and not any(f == RACE_PLOT for _, _, f in items):
+        items.append(("", "race", RACE_PLOT))  # a raced report's plot, beside its report.json
     return [(lv, name, f) for lv, name, f in items if isinstance(f, str)]
 
 
@@ -244,10 +248,12 @@ def write_html(out: str | Path, report: dict[str, Any], plots: list[str] | None 
     """Write ``out/report.html`` for ``report`` (atomically); ``plots``: PNG names in
     ``out`` to show when the report itself does not list them. Returns the path."""
     from convdiag.load.files import atomic_write_text
+    from convdiag.report.saved_arrays import saved_data
 
     out = Path(out)
     data = dict(report)
     if plots and not data.get("plots"):
         data["plots"] = list(plots)
-    atomic_write_text(out / "report.html", render_html(data, out))
+    # drawn from the data as report.json reads back, so `show --format html` gives this page
+    atomic_write_text(out / "report.html", render_html(saved_data(data), out))
     return out / "report.html"

@@ -13,7 +13,9 @@ from convdiag.load.files import atomic_write_text, prepare_out_dir, write_json
 from convdiag.load.options import DatasetOptions
 from convdiag.load.sample import PointDataset
 from convdiag.report.html import write_html
-from convdiag.report.labels_report import plot_overlay, plot_pos_fraction, render_markdown
+from convdiag.report.label_plots import draw_labels, overlay_arrays
+from convdiag.report.labels_report import render_markdown
+from convdiag.report.saved_arrays import load_arrays, save_arrays, saved_data
 from convdiag.targets.schedules import Schedule
 
 
@@ -45,6 +47,7 @@ def label_report(
         target_radius_px=target_radius,
     )
     stats = {
+        "kind": "labels",
         "dataset": {
             "path": str(data),
             "format": ds.format,
@@ -76,21 +79,20 @@ def write_label_report(
     examples: int,
     out: str | os.PathLike[str],
 ) -> list[str]:
-    """Write report.json, report.md, pos_fraction.png and (with ``examples`` > 0) the label
-    overlay of that many images under ``out``; returns the plot file names."""
+    """Write report.npz (the overlay's arrays), the plots drawn from it (pos_fraction.png
+    and, with ``examples`` > 0, the label overlay of that many images), report.json,
+    report.md and report.html under ``out``; returns the plot file names."""
     # read the example images first: a corrupt one must fail before any file is written
     samples = []
     for i in example_indices(ds, examples):
         smp = ds[i]
         samples.append((smp.id, smp.image, smp.points))
     out_dir = prepare_out_dir(out)
-    plots = ["pos_fraction.png"]
-    plot_pos_fraction(stats, out_dir / "pos_fraction.png")
-    if samples:
-        k, s, t = soft_params
-        plot_overlay(samples, levels, k, s, t, out_dir / "overlay.png")
-        plots.insert(0, "overlay.png")
+    k, s, t = soft_params
+    save_arrays(out_dir, {"overlay": overlay_arrays(samples, levels, k, s, t)} if samples else {})
+    plots = draw_labels(saved_data(stats), load_arrays(out_dir), out_dir)
+    stats["plots"] = plots
     write_json(out_dir / "report.json", stats)
     atomic_write_text(out_dir / "report.md", render_markdown(stats, plots))
-    write_html(out_dir, {"kind": "labels", **stats}, plots)
+    write_html(out_dir, stats)
     return plots

@@ -10,8 +10,9 @@ from rich.console import Console
 from convdiag.load.files import write_json
 from convdiag.load.recipe import Recipe
 from convdiag.report.console import md_table, table
-from convdiag.report.curves import plot_curves
+from convdiag.report.curves import curve_arrays, draw_curves
 from convdiag.report.html import write_html
+from convdiag.report.saved_arrays import load_arrays, save_arrays
 from convdiag.training.distributed import is_main
 from convdiag.training.evaluate import SUMMARY_KEYS
 from convdiag.training.loop import write_history
@@ -67,11 +68,15 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def write_retrain(report: dict[str, Any], out: Path | None) -> None:
     """Write a ``retrain_compare`` report under ``out`` (rank 0 only; nothing without
-    ``out``): history.csv (every run's rows), curves.png and report.json."""
+    ``out``): history.csv (every run's rows), report.npz (the curves' arrays), curves.png
+    drawn from it, report.json and report.html."""
     if out is None or not is_main():
         return
+    report.setdefault("kind", "retrain")
     rows = [{**row, "run": name} for name, hist in report["history"].items() for row in hist]
     write_history(out / "history.csv", rows)
-    plot_curves(report["history"], out / "curves.png")
+    save_arrays(out, {"curves": curve_arrays(report["history"])})
+    draw_curves(load_arrays(out)["curves"], out / "curves.png")
+    report["plots"] = ["curves.png"]
     write_json(out / "report.json", report)
-    write_html(out, report, ["curves.png"])
+    write_html(out, report)

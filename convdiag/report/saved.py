@@ -1,4 +1,8 @@
-"""Reading a saved report.json back (``convdiag show``): checked, with errors naming the file."""
+"""Reading a saved report.json back (``convdiag show``): checked, with errors naming the file.
+
+Every kind of report a command writes reads back: ``analyze``, ``logs``, ``labels``,
+``retrain`` (and its ``race`` section), ``demo``, ``sweep`` (sweep.json) and ``check``.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,62 @@ from typing import Any
 
 from convdiag.errors import InputError
 
+KINDS = ("analyze", "logs", "labels", "retrain", "race", "demo", "sweep", "check")
+MAX_REPORT_BYTES = 256 * 2**20
+# what a report of each kind must hold (beyond a list of findings, when it has any)
+REQUIRED = {
+    "analyze": ("findings", "metrics"),
+    "logs": ("findings", "metrics"),
+    "labels": ("levels",),
+    "retrain": ("history",),
+    "race": ("race",),
+    "demo": ("history",),
+    "sweep": ("rows", "runs"),
+    "check": ("checks",),
+}
 
-def read_report(path: str) -> dict[str, Any]:
-    """Load and check an analyze or logs report.json; InputError naming the file otherwise."""
+
+def report_kind(data: dict[str, Any]) -> str | None:
+    """The kind of a report: its ``kind`` field, else what it holds (reports written
+    before the field: analyze and logs reports, labels statistics, retrain reports)."""
+    kind = data.get("kind")
+    if kind in KINDS:
+        return str(kind)
+    if kind is not None:
+        return None
+    if "findings" in data and "metrics" in data:
+        return "analyze"
+    if "levels" in data and "dataset" in data:
+        return "labels"
+    if "checks" in data:
+        return "check"
+    if "failing_training" in data:
+        return "demo"
+    if "history" in data and any(k in data for k in ("remedy", "baseline")):
+        return "retrain"
+    return None
+
+
+def report_path(path: str | Path) -> Path:
+    """The report file ``path`` names: itself, or a folder's report.json (sweep.json for a
+    sweep's folder)."""
     p = Path(path)
     if p.is_dir():
-        p = p / "report.json"
+        p = (
+            p / "report.json"
+            if (p / "report.json").exists() or not (p / "sweep.json").exists()
+            else p / "sweep.json"
+        )
+    return p
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    """Load and check a saved report of any kind (KINDS); InputError naming the file
+    otherwise. The kind is set in the returned data (``kind``)."""
+    p = report_path(path)
     try:
+        if p.is_file() and p.stat().st_size > MAX_REPORT_BYTES:
+            raise InputError(f"{p}: larger than {MAX_REPORT_BYTES // 2**20} MiB")
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{p}: no such file") from None
@@ -22,14 +75,20 @@ def read_report(path: str) -> dict[str, Any]:
         raise InputError(f"{p}: cannot read ({e})") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
-    if not isinstance(data, dict) or "findings" not in data or "metrics" not in data:
-        raise InputError(f"{p}: not an analyze report nor a logs report (no findings and metrics)")
-    if data.get("schema") != 1:
+    kind = report_kind(data) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or kind is None or not all(k in data for k in REQUIRED[kind]):
+        raise InputError(
+            f"{p}: not an analyze report nor a logs, labels, retrain, race, demo, sweep or "
+            "check report"
+        )
+    if kind in ("analyze", "logs") and data.get("schema") != 1:
         raise InputError(f"{p}: report schema {data.get('schema')!r} is not supported (1)")
-    if not isinstance(data["findings"], list) or not all(
-        isinstance(f, dict) and {"id", "severity", "evidence"} <= set(f) for f in data["findings"]
+    findings = data.get("findings", [])
+    if not isinstance(findings, list) or not all(
+        isinstance(f, dict) and {"id", "severity", "evidence"} <= set(f) for f in findings
     ):
         raise InputError(f"{p}: malformed findings (each needs id, severity, evidence)")
-    if data.get("kind") != "logs":
+    data["kind"] = kind
+    if kind == "analyze":
         data.setdefault("analyses", {})
     return data

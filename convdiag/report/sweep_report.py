@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from convdiag.load.files import atomic_write_text, csv_text, write_json
 from convdiag.report.console import fmt_num, md_table, table
 from convdiag.report.html import write_html
+from convdiag.report.saved_arrays import load_arrays, save_arrays, save_png
 
 CSV_COLUMNS = (
     "arm",
@@ -102,25 +104,49 @@ def _curve(history: Sequence[dict[str, Any]], key: str) -> dict[int, float]:
     return out
 
 
-def plot_f1(runs: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+def f1_arrays(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The F1 curves of a sweep's runs as arrays: {"arms": names [A] (first-seen order),
+    "<a>": {"<seed>": {"f1_at_0.5" | "best_f1": float64 [n, 2] (step, value)}}}."""
+    arms: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        arms.setdefault(r["arm"], []).append(r)
+    out: dict[str, Any] = {"arms": np.asarray(list(arms), dtype=str)}
+    for a, rs in enumerate(arms.values()):
+        out[str(a)] = {
+            str(j): {
+                key: np.asarray(
+                    sorted(_curve(r["history"], key).items()), dtype=np.float64
+                ).reshape(-1, 2)
+                for key in ("f1_at_0.5", "best_f1")
+            }
+            for j, r in enumerate(rs)
+        }
+    return out
+
+
+def plot_f1(arrays: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """F1 at 0.5 (left) and best F1 (right) against step, one line per arm: the mean over
-    seeds at each evaluated step, with the min-max band when there are several seeds."""
+    seeds at each evaluated step, with the min-max band when there are several seeds.
+    arrays: ``f1_arrays`` (as read back from report.npz)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    arms: dict[str, list[dict[str, Any]]] = {}
-    for r in runs:
-        arms.setdefault(r["arm"], []).append(r)
+    names = [str(n) for n in np.atleast_1d(arrays.get("arms", np.zeros(0, dtype=str)))]
+    arms = {}
+    for a, name in enumerate(names):
+        seeds = arrays.get(str(a), {})
+        arms[name] = [seeds[k] for k in sorted(seeds, key=int)]
     cmap = plt.get_cmap("tab10")  # ten colours, then the next line style
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
     styles = ("-", "--", "-.", ":")
     for i, (name, rs) in enumerate(arms.items()):
         colour, ls = cmap(i % 10), styles[(i // 10) % len(styles)]
         for ax, key in zip(axes, ("f1_at_0.5", "best_f1"), strict=True):
-            curves = [_curve(r["history"], key) for r in rs]
+            curves = [
+                {int(st): float(v) for st, v in np.asarray(r[key]).reshape(-1, 2)} for r in rs
+            ]
             steps = sorted(set().union(*curves))
             if not steps:
                 continue
@@ -140,16 +166,17 @@ def plot_f1(runs: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Non
     axes[0].set_ylabel("F1")
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
-    from convdiag.load.files import save_figure
-
-    save_figure(fig, path)
+    save_png(fig, path)
 
 
 def write_outputs(report: dict[str, Any], out: Path, plot: bool = True) -> None:
-    """sweep.csv (one row per finished arm), sweep.json and, with ``plot``, f1_vs_step.png
-    and report.html."""
+    """sweep.csv (one row per finished arm) and, with ``plot``, report.npz (the F1 curves'
+    arrays), f1_vs_step.png drawn from it, sweep.json and report.html."""
     atomic_write_text(out / "sweep.csv", sweep_csv(report["rows"]))
     if plot:
+        save_arrays(out, {"f1": f1_arrays(report["runs"])})
+        plot_f1(load_arrays(out)["f1"], out / "f1_vs_step.png")
+        report.setdefault("kind", "sweep")
+        report["plots"] = ["f1_vs_step.png"]
         write_json(out / "sweep.json", report)
-        plot_f1(report["runs"], out / "f1_vs_step.png")
-        write_html(out, {"kind": "sweep", **report}, ["f1_vs_step.png"])
+        write_html(out, report)

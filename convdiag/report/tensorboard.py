@@ -8,7 +8,11 @@ step the checkpoint was trained to, so the values line up with the user's own cu
 - text ``convdiag/findings``: the verdict and one line per finding with its evidence;
 - images ``convdiag/<level>/<plot>`` from the report's PNG plots (gradient map, score
   histogram, label overlay, ...), read from the report's folder;
-- scalars ``convdiag/race/<arm>/f1`` for a raced report's rungs, at their steps.
+- scalars ``convdiag/race/<arm>/f1`` (F1 at the race's threshold), ``best_f1`` and
+  ``fp_per_image`` for a raced report's rungs, at ``history_start`` + their steps;
+- scalars ``convdiag/<run>/<metric>`` for every row of a report's training ``history``
+  (``{run: [{"step", metric: value}]}``, as retrain and train write it), at
+  ``history_start`` + the row's step.
 """
 
 from __future__ import annotations
@@ -45,11 +49,35 @@ def _numbers(d: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def check_logdir(logdir: str | os.PathLike[str]) -> Path:
+    """Create the TensorBoard run folder ``logdir`` (before any work, so a bad one fails
+    first) and check the ``tensorboard`` package is there; InputError naming the flag."""
+    path = Path(logdir)
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise InputError(
+            "--tensorboard needs the tensorboard package: pip install 'convdiag[tensorboard]'"
+        ) from None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--tensorboard {logdir}: cannot create ({e.strerror or e})") from None
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"--tensorboard {logdir}: not a writable folder")
+    return path
+
+
 def write_tensorboard(
-    report: dict[str, Any], logdir: str | os.PathLike[str], step: int, base: Path | None = None
+    report: dict[str, Any],
+    logdir: str | os.PathLike[str],
+    step: int,
+    base: Path | None = None,
+    history_start: int = 0,
 ) -> list[str]:
     """Write ``report`` (plain data of any kind) into the TensorBoard run ``logdir`` at
-    ``step``; ``base``: the folder its plot files are in. Returns the tags written."""
+    ``step``; ``base``: the folder its plot files are in; ``history_start``: the step its
+    training history starts from. Returns the tags written."""
     from PIL import Image
 
     w = _writer(logdir)
@@ -83,10 +111,83 @@ def write_tensorboard(
             tags.append(f"convdiag/{lv}/{name}" if lv else f"convdiag/{name}")
             w.add_image(tags[-1], arr, step, dataformats="HWC")
         for arm in (report.get("race") or {}).get("arms") or []:
-            for rung in arm.get("rungs") or []:
-                if isinstance(rung.get("f1"), int | float) and isinstance(rung.get("step"), int):
-                    tags.append(f"convdiag/race/{arm.get('name')}/f1")
-                    w.add_scalar(tags[-1], float(rung["f1"]), int(rung["step"]))
+            rungs = arm.get("rungs") or {}
+            for rung in rungs.values() if isinstance(rungs, dict) else rungs:
+                if not isinstance(rung, dict) or not isinstance(rung.get("step"), int | float):
+                    continue
+                at = history_start + int(rung["step"])
+                for key, name in (("metric", "f1"), ("best_f1", "best_f1"),
+                                  ("fp_per_image", "fp_per_image")):  # fmt: skip
+                    x = rung.get(key)
+                    if isinstance(x, int | float) and math.isfinite(float(x)):
+                        tags.append(f"convdiag/race/{arm.get('name')}/{name}")
+                        w.add_scalar(tags[-1], float(x), at)
+        history = report.get("history")
+        for run, rows in history.items() if isinstance(history, dict) else ():
+            for row in rows if isinstance(rows, list) else ():
+                if not isinstance(row, dict) or not isinstance(row.get("step"), int | float):
+                    continue
+                at = history_start + int(row["step"])
+                for name, v in _numbers(row).items():
+                    if name != "step":
+                        tags.append(f"convdiag/{run}/{name}")
+                        w.add_scalar(tags[-1], v, at)
     finally:
         w.close()
     return sorted(set(tags))
+
+
+def write_analyze_tensorboard(
+    report: dict[str, Any],
+    arrays: dict[str, Any],
+    logdir: str | os.PathLike[str],
+    out: Path | None = None,
+) -> list[str]:
+    """An analyze report into ``logdir`` at the step its checkpoint was trained to
+    (``report["checkpoint_step"]``, 0 when unknown): with the plots in ``out`` when it was
+    written, else drawn (the same way, from the saved arrays) into a temporary folder."""
+    import tempfile
+
+    step = int(report.get("checkpoint_step") or 0)
+    if out is not None and report.get("plots"):
+        return write_tensorboard(report, logdir, step, out)
+    from convdiag.report.analyze_plots import write_plots
+    from convdiag.report.saved_arrays import load_arrays, save_arrays, saved_data
+
+    with tempfile.TemporaryDirectory(prefix="convdiag-tb-") as tmp:
+        save_arrays(tmp, arrays)
+        data = saved_data(report)
+        data["plots"] = write_plots(data, load_arrays(tmp), Path(tmp))
+        return write_tensorboard(data, logdir, step, Path(tmp))
+
+
+def write_run_tensorboard(
+    report: dict[str, Any],
+    logdir: str | os.PathLike[str],
+    start_step: int = 0,
+    base: Path | None = None,
+) -> list[str]:
+    """A training report (retrain, train: ``{"history": {run: rows}, ...}``) into
+    ``logdir``: its curves at ``start_step`` + each row's step (the step the checkpoint was
+    trained to, for a retrain, so they continue the user's run), everything else at the last
+    of those steps; the plots from ``base`` (the output folder) when given."""
+    from convdiag.report.saved_arrays import saved_data
+
+    data = saved_data(report)
+    steps = [
+        int(r["step"])
+        for rows in (data.get("history") or {}).values()
+        for r in rows
+        if isinstance(r, dict) and isinstance(r.get("step"), int | float)
+    ]
+    last = start_step + max(steps, default=0)
+    if base is not None or not data.get("history"):
+        return write_tensorboard(data, logdir, last, base, history_start=start_step)
+    import tempfile
+
+    from convdiag.report.curves import plot_curves
+
+    with tempfile.TemporaryDirectory(prefix="convdiag-tb-") as tmp:
+        plot_curves(data["history"], Path(tmp) / "curves.png")
+        data["plots"] = ["curves.png"]
+        return write_tensorboard(data, logdir, last, Path(tmp), history_start=start_step)
