@@ -285,3 +285,44 @@ def test_bad_train_flags_exit_2_naming_the_flag(
     )
     assert flag in line
     assert not (tmp_path / "t" / "checkpoint.pt").exists()
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def test_evidence_on_this_model_outranks_the_prior() -> None:
+    from convdiag.diagnosis.findings import Remedy
+    from convdiag.diagnosis.remedy_catalogue import PRIOR_SOURCE, measured_why, rank
+
+    def ids(pairs: list[tuple[str, float | None]]) -> list[str]:
+        return [r.id for r in rank([(Remedy(i), g) for i, g in pairs])]
+
+    # OHEM's prior is the worst (F1 0.01), but a measured gain beats any prior
+    assert ids([("focal-loss", None), ("ohem", 0.1)]) == ["ohem", "focal-loss"]
+    assert ids([("focal-loss", 0.02), ("pos-weight", 0.3)]) == ["pos-weight", "focal-loss"]
+    # evidence that a remedy hurts puts it below those without evidence
+    assert ids([("focal-loss", -0.2), ("ohem", None)]) == ["ohem", "focal-loss"]
+    # without evidence (or none either way) the prior orders, then the given order
+    assert ids([("ohem", None), ("pos-weight", 0.0), ("focal-loss", None)]) == [
+        "focal-loss", "pos-weight", "ohem"
+    ]  # fmt: skip
+    assert ids([("loss-ramp", None), ("oversample", None)]) == ["loss-ramp", "oversample"]
+    assert measured_why("focal-loss").startswith(PRIOR_SOURCE)
+    assert "not measured" in measured_why("loss-ramp")
+
+
+@pytest.mark.parametrize(("npp", "first"), [(500.0, "pos-weight"), (5000.0, "focal-loss")])
+def test_pos_weight_gets_no_credit_where_positives_are_too_rare(npp: float, first: str) -> None:
+    from convdiag.diagnosis.rules_common import Ctx, signal_remedies
+    from convdiag.diagnosis.thresholds import Thresholds
+    from convdiag.load.recipe import Recipe
+
+    shares = {"current": 0.1, "pos-weight": 0.6, "focal-loss": 0.3}
+    res = {"gradients": {"candidates": {k: {"target_area_grad_share": v}
+                                        for k, v in shares.items()}}}  # fmt: skip
+    c = Ctx("P2", res, {}, {}, {"neg_per_pos": npp}, Recipe(), Thresholds(), None, True, 3.0)
+    ranked = signal_remedies(c, ["focal-loss", "pos-weight", "loss-ramp"])
+    assert ranked[0].id == first
+    assert ranked[-1].id == "loss-ramp"  # no counterfactual: after the measured gains
+    pw = next(r for r in ranked if r.id == "pos-weight")
+    assert ("no credit" in pw.why) == (npp > Thresholds().neg_per_pos_max)

@@ -1,13 +1,18 @@
-"""The remedy catalogue: stable ids, default parameters, measured ranking and its text.
+"""The remedy catalogue: stable ids, default parameters, the ranking and its text.
 
 DESIGN.md "Remedies": the ids are the same in a report's recommendations and in ``retrain
 --remedy ID[:key=value,...]``. The focal parameters (CenterNet alpha 2, beta 4) come from
-``targets.constant_loss``, where the losses define them once. Remedies are ranked by the F1
-each reached on the dim synthetic P2 set of DESIGN.md "Performance notes" (focal loss alone
-0.63, soft labels and the dynamic schedule matched it, pos_weight 100 0.45, OHEM 3:1 with
-hard labels 0.01), plus, where a surface measured it, half the gain in target-area gradient
-share that the counterfactual gradient of the same logits under the remedy shows
-(``analyses.gradients``).
+``targets.constant_loss``, where the losses define them once.
+
+Ranking (``rank``): evidence about this model first. The evidence of a remedy is the gain in
+target-area gradient share that the counterfactual gradient of the same logits under the
+remedy shows (``analyses.gradients``), corrected by the label statistics of this dataset
+(``rules_common.signal_remedies``); None where nothing on this model measured it. Remedies
+whose evidence says they help come first (largest gain first), then those without evidence
+or with none either way, then those the evidence says hurt. A prior orders only what the
+evidence leaves tied: the F1 each remedy reached on the dim synthetic P2 set of DESIGN.md
+"Performance notes", labelled as such (``PRIOR_SOURCE``) wherever it is shown. What a race
+measured (``retrain --race``) is the measurement; ``show`` puts it beside this ranking.
 
 This module sits in ``diagnosis/`` because the rules attach ranked remedies to their
 findings and a lower folder never imports a higher one; ``convdiag.remedies`` re-exports it
@@ -50,23 +55,28 @@ ADVICE_IDS = (
     "check-offset-loss",
 )
 
-# Measured F1 of each remedy on the dim synthetic P2 set (DESIGN.md "Performance notes").
-MEASURED_F1 = {
+# A prior, not evidence about the user's model: the F1 each remedy reached once on the dim
+# synthetic P2 set (DESIGN.md "Performance notes"). It only orders remedies the evidence
+# leaves tied, and every text that uses it says where it was measured.
+PRIOR_SOURCE = "prior measured on the dim synthetic P2 set"
+PRIOR_F1 = {
     "focal-loss": 0.63,
     "soft-labels": 0.63,
     "sigma-schedule": 0.63,
     "pos-weight": 0.45,
     "ohem": 0.01,
 }
-UNMEASURED_PRIOR = 0.3
-MEASURED_WHY = {
-    "focal-loss": "focal loss alone fixed P2 on the dim synthetic set (F1 0.63)",
-    "soft-labels": "soft labels matched focal loss on the dim synthetic set (F1 ~0.63)",
-    "sigma-schedule": "the dynamic schedule matched focal loss on the dim synthetic set",
-    "pos-weight": "pos_weight 100 helped partly on the dim synthetic set (F1 0.45)",
-    "ohem": "OHEM 3:1 with hard labels failed on the dim synthetic set (F1 0.01)",
+NO_PRIOR = 0.3  # remedies the synthetic set did not measure sit between pos-weight and OHEM
+PRIOR_WHY = {
+    "focal-loss": "focal loss alone fixed P2 (F1 0.63)",
+    "soft-labels": "soft labels matched focal loss (F1 ~0.63)",
+    "sigma-schedule": "the dynamic schedule matched focal loss (F1 ~0.63)",
+    "pos-weight": "pos_weight 100 helped partly (F1 0.45)",
+    "ohem": "OHEM 3:1 with hard labels failed (F1 0.01)",
 }
-UNMEASURED_WHY = "not measured here; ranked below the measured remedies"
+NO_PRIOR_WHY = "no prior for it (not measured on the dim synthetic P2 set)"
+# Gains in target-area gradient share within this of 0 count as no evidence either way.
+EVIDENCE_EPS = 0.005
 
 # The learning-signal remedies every collapse rule draws from, in catalogue order.
 SIGNAL_REMEDIES = (
@@ -86,20 +96,32 @@ def defaults(rid: str) -> dict[str, Any]:
 
 
 def measured_why(rid: str) -> str:
-    """The text that says what was measured for ``rid`` (or that nothing was)."""
-    return MEASURED_WHY.get(rid, UNMEASURED_WHY)
+    """The prior's text for ``rid``, labelled with where it was measured (``PRIOR_SOURCE``),
+    or that there is none."""
+    why = PRIOR_WHY.get(rid)
+    return f"{PRIOR_SOURCE}: {why}" if why else NO_PRIOR_WHY
 
 
-def score(rid: str, gain: float = 0.0) -> float:
-    """Ranking score: the measured F1 (else the unmeasured prior) plus half ``gain``."""
-    return MEASURED_F1.get(rid, UNMEASURED_PRIOR) + 0.5 * gain
+def prior(rid: str) -> float:
+    """The prior F1 of ``rid`` (PRIOR_F1, else NO_PRIOR): a tie-breaker, never evidence."""
+    return PRIOR_F1.get(rid, NO_PRIOR)
 
 
-def rank(candidates: Iterable[tuple[Remedy, float]]) -> list[Remedy]:
-    """The remedies of (remedy, gradient-share gain) pairs, best score first (stable)."""
-    scored = [(score(r.id, g), r) for r, g in candidates]
-    scored.sort(key=lambda sr: -sr[0])
-    return [r for _, r in scored]
+def score(rid: str, gain: float | None = None) -> tuple[int, float, float]:
+    """The sort key of ``rank`` (smaller first): (band, -evidence, -prior), band 0 when the
+    evidence ``gain`` on this model is above EVIDENCE_EPS, 1 without evidence either way
+    (None or within EVIDENCE_EPS of 0), 2 when it is below -EVIDENCE_EPS."""
+    if gain is None or not math.isfinite(gain) or abs(gain) <= EVIDENCE_EPS:
+        return (1, 0.0, -prior(rid))
+    return (0 if gain > 0 else 2, -gain, -prior(rid))
+
+
+def rank(candidates: Iterable[tuple[Remedy, float | None]]) -> list[Remedy]:
+    """The remedies of (remedy, evidence gain or None) pairs, ordered by ``score``: what the
+    evidence on this model says first, the prior only among ties (stable)."""
+    scored = [(score(r.id, g), i, r) for i, (r, g) in enumerate(candidates)]
+    scored.sort(key=lambda sr: (sr[0], sr[1]))
+    return [r for _, _, r in scored]
 
 
 def usable(rid: str, *, loss: str, soft: bool = False, schedule: bool = False,

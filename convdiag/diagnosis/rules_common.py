@@ -99,8 +99,12 @@ class Ctx:
 
 
 def signal_remedies(c: Ctx, include: Iterable[str]) -> list[Remedy]:
-    """Remedies that move the learning signal toward the targets, ranked by measured F1 plus
-    half the counterfactual gain in target-area gradient share (``remedy_catalogue.rank``)."""
+    """Remedies that move the learning signal toward the targets, ranked by the evidence on
+    this model (``remedy_catalogue.rank``): the gain in target-area gradient share that the
+    counterfactual gradient of the same logits under the remedy shows (the soft-label one
+    for the schedule; None without a counterfactual), with no credit for pos-weight's gain
+    beyond ``neg_per_pos_max`` negatives per positive in this dataset's labels (weighting
+    positives that rare floods false positives). The synthetic-set prior breaks ties only."""
     r = c.recipe
     stride = stride_of(c.level)
     cur = c.cf.get("current", {}).get("target_area_grad_share")
@@ -113,7 +117,8 @@ def signal_remedies(c: Ctx, include: Iterable[str]) -> list[Remedy]:
         "loss_ramp": bool(r.loss_ramp),
         "oversample": r.oversample > 0,
     }
-    out: list[tuple[Remedy, float]] = []
+    out: list[tuple[Remedy, float | None]] = []
+    npp = c.lstats.get("neg_per_pos")
     for rid in include:
         if rid not in SIGNAL_PARAMS or not usable(rid, **uses):
             continue
@@ -128,16 +133,24 @@ def signal_remedies(c: Ctx, include: Iterable[str]) -> list[Remedy]:
             params = defaults(rid)
         cf_name = "soft-labels" if rid == "sigma-schedule" else rid
         new = c.cf.get(cf_name, {}).get("target_area_grad_share")
-        gain = (new - cur) if new is not None and cur is not None else 0.0
-        parts = [measured_why(rid)]
-        if new is not None and cur is not None:
+        gain = (new - cur) if new is not None and cur is not None else None
+        parts = []
+        if gain is not None:
             parts.append(
-                f"on these logits it moves the target-area gradient share {pct(cur)} -> {pct(new)}"
+                f"on this model it moves the target-area gradient share {pct(cur)} -> {pct(new)}"
             )
         if rid == "soft-labels":
             parts.append(soft_why(c, params))
+        if rid == "sigma-schedule" and gain is not None:
+            parts.append("(the soft-label counterfactual)")
         if rid == "pos-weight":
-            parts.append(f"w = sqrt({num(c.lstats.get('neg_per_pos'))} negatives per positive)")
+            parts.append(f"w = sqrt({num(npp)} negatives per positive)")
+            if gain is not None and gain > 0 and npp is not None and npp > c.th.neg_per_pos_max:
+                gain = 0.0
+                parts.append(f"no credit for that gain: beyond {c.th.neg_per_pos_max:,.0f} "
+                             "negatives per positive, weighting positives floods false "
+                             "positives")  # fmt: skip
+        parts.append(measured_why(rid))
         out.append((Remedy(rid, params, "; ".join(parts)), gain))
     return rank(out)
 
