@@ -14,6 +14,18 @@ offset is consistent across images. Side share: per axis, the share of non-zero
 displacements with the sign of the mean. Swapped axes: for the targets whose swapped
 position (y, x) lies inside the image and at least 2r from (x, y), the share with a peak
 within r of (y, x) against the share with one within r of (x, y).
+
+Position in the cell: per axis, the least-squares slope of d on the label's position in its
+cell u = frac(t / stride), as a share of the stride (slope_share = cov(d, u) / var(u) /
+stride). A shifted label set gives ~0 (every target moves alike); an offset head that
+predicts a constant c gives d = (c - u) stride, a slope share of ~-1: the displacement is
+the offset head's, not the labels'.
+
+Mode: clutter peaks nearer than the true one pull the mean toward 0, so the offset named
+is the mode of the displacements: a 2-D histogram over [-reach, reach]^2 (HIST_BINS bins a
+side) holding the count and the sum of d per bin; the densest disk of radius r / 2
+(counts convolved with the disk), then MODE_STEPS mean-shift steps, each the mean of the
+displacements in the bins whose centre lies within r / 2 of the current centre.
 """
 
 from __future__ import annotations
@@ -28,6 +40,8 @@ from convdiag.analyses.base import AnalysisStep, SumState, safe_div
 
 REACH_CELLS = 3.0
 EPS_PX = 0.05
+HIST_BINS = 96
+MODE_STEPS = 3
 
 
 def nearest_peaks(
@@ -94,6 +108,16 @@ class DisplacementAnalysis(SumState):
                 self._add("pos", (df > 1e-9).sum(0).astype(np.float64))
                 self._add("neg", (df < -1e-9).sum(0).astype(np.float64))
                 self._add("within_r", float((np.hypot(df[:, 0], df[:, 1]) < r).sum()))
+                ix = self._bin(df)
+                flat = ix[:, 1] * HIST_BINS + ix[:, 0]
+                nb = HIST_BINS * HIST_BINS
+                self._add("h_n", np.bincount(flat, minlength=nb).astype(np.float64))
+                self._add("h_x", np.bincount(flat, weights=df[:, 0], minlength=nb))
+                self._add("h_y", np.bincount(flat, weights=df[:, 1], minlength=nb))
+                u = np.mod(g[found] / self.stride, 1.0)
+                self._add("su", u.sum(0))
+                self._add("suu", (u * u).sum(0))
+                self._add("sdu", (df * u).sum(0))
                 mi = df.mean(0)
                 self._add("images", 1.0)
                 self._add("si", mi)
@@ -112,6 +136,41 @@ class DisplacementAnalysis(SumState):
                 self._add("swap_n", float(ok.sum()))
                 self._add("swap_hits", float(fs.sum()))
                 self._add("swap_direct_hits", float(fd.sum()))
+
+    def _bin(self, d: np.ndarray) -> np.ndarray:
+        """Histogram bin (ix, iy) of displacements d [M, 2] (px), clipped to the edges."""
+        w = 2 * self.reach / HIST_BINS
+        return np.clip(np.floor((d + self.reach) / w), 0, HIST_BINS - 1).astype(np.int64)
+
+    def mode(self) -> tuple[list[float], float] | None:
+        """(mode (dx, dy) px, share of found displacements within r / 2 of it), or None."""
+        hn = self._get("h_n", [HIST_BINS * HIST_BINS]).reshape(HIST_BINS, HIST_BINS)
+        total = float(hn.sum())
+        if total <= 0:
+            return None
+        from scipy.ndimage import convolve
+
+        w = 2 * self.reach / HIST_BINS
+        centres = -self.reach + w * (np.arange(HIST_BINS) + 0.5)
+        rad = 0.5 * self.radius
+        k = math.ceil(rad / w)
+        yy, xx = np.mgrid[-k : k + 1, -k : k + 1]
+        disk = ((xx * w) ** 2 + (yy * w) ** 2 <= rad**2).astype(np.float64)
+        dens = convolve(hn, disk, mode="constant")
+        iy, ix = np.unravel_index(int(np.argmax(dens)), dens.shape)
+        c = np.array([centres[ix], centres[iy]])
+        hx = self._get("h_x", [HIST_BINS * HIST_BINS]).reshape(HIST_BINS, HIST_BINS)
+        hy = self._get("h_y", [HIST_BINS * HIST_BINS]).reshape(HIST_BINS, HIST_BINS)
+        cx, cy = np.meshgrid(centres, centres)
+        share = 0.0
+        for _ in range(MODE_STEPS):
+            near = (cx - c[0]) ** 2 + (cy - c[1]) ** 2 <= rad**2
+            n = float(hn[near].sum())
+            if n <= 0:
+                break
+            c = np.array([float(hx[near].sum()) / n, float(hy[near].sum()) / n])
+            share = n / total
+        return [float(c[0]), float(c[1])], share
 
     def compute(self) -> dict[str, Any]:
         """Mean, std and tests of the displacement (px), side shares, the swap shares."""
@@ -134,6 +193,12 @@ class DisplacementAnalysis(SumState):
                 for a in range(2)
             ]
             dom = int(np.argmax(np.abs(m)))
+            mu = self._get("su", [2]) / n
+            vu = self._get("suu", [2]) / n - mu**2
+            cov_du = self._get("sdu", [2]) / n - m * mu
+            slope = [
+                float(cov_du[a] / vu[a] / self.stride) if vu[a] > 1e-6 else None for a in range(2)
+            ]
             out.update(
                 mean_px=[float(m[0]), float(m[1])],
                 mean_norm_px=float(np.hypot(m[0], m[1])),
@@ -141,12 +206,18 @@ class DisplacementAnalysis(SumState):
                 side_share=side,
                 dominant_axis="xy"[dom],
                 dominant_side_share=side[dom],
+                slope_share=slope,
+                dominant_slope_share=slope[dom],
                 within_radius_share=safe_div(float(self._get("within_r")), n),
                 test_targets=hotelling(n, s, ss),
                 test_images=hotelling(
                     float(self._get("images")), self._get("si", [2]), self._get("ssi", [2, 2])
                 ),
             )
+            md = self.mode()
+            if md is not None:
+                out["mode_px"], out["mode_share"] = md
+                out["mode_norm_px"] = math.hypot(md[0][0], md[0][1])
         sn = float(self._get("swap_n"))
         out["swap"] = {
             "targets": int(sn),

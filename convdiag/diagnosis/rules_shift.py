@@ -2,15 +2,19 @@
 
 Reads ``analyses.displacement`` (the vector from each target to its nearest peak within a
 few cells). A shift holds when a peak is found for most targets
-(``label_shift_found_share``), the mean displacement differs from 0 by the one-sample test
-(per-image means when there are 3 images or more, else per target; p below
-``label_shift_p_max``) and most displacements lie on the mean's side of the dominant axis
-(``label_shift_side_share``). An error when |mean| exceeds the match radius (the labels
-miss their peaks), a warning from ``label_shift_min_px``. Swapped axes: the peaks sit at
-the swapped positions (y, x) of ``label_shift_swap_share`` of the off-diagonal targets and
-``label_shift_swap_gain`` times more often than at (x, y).
+(``label_shift_found_share``); the mean displacement differs from 0 by the one-sample test
+over the targets (p below ``label_shift_p_max``) and, with 3 images or more, over the
+per-image means (p below ``label_shift_image_p_max``: the same shift across images); the
+mode of the displacements lies at least ``label_shift_min_px`` from 0; and most
+displacements lie on the mean's side of the dominant axis (``label_shift_side_share``).
+An error when the mode exceeds the match radius (the labels miss their peaks), else a
+warning. Swapped axes: the peaks sit at the swapped positions (y, x) of
+``label_shift_swap_share`` of the off-diagonal targets and ``label_shift_swap_gain`` times
+more often than at (x, y). A displacement that follows the label's position in its cell
+(slope share below -``label_shift_slope_max``) is the offset head's (a constant offset),
+not a shift of the labels: no finding.
 
-The remedy (``fix-labels``, advice) names the offset: move every label by the mean
+The remedy (``fix-labels``, advice) names the offset: move every label by the modal
 displacement; a half-pixel shift on both axes is the point convention, ``--coords index0``
 (+0.5 px) or ``--coords index1`` (-0.5 px).
 """
@@ -18,6 +22,8 @@ displacement; a half-pixel shift on both axes is the point convention, ``--coord
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from convdiag.diagnosis.findings import Finding, Remedy
 from convdiag.diagnosis.rules_common import Ctx, ev, pct
@@ -47,22 +53,27 @@ def shift(c: Ctx) -> Finding | None:
     mean = d.get("mean_px")
     if mean is None or d["found"] < th.min_targets:
         return None
-    test = d["test_images"] if (d["test_images"]["n"] or 0) >= 3 else d["test_targets"]
+    test, per_image = d["test_targets"], d["test_images"]
     p = test.get("p")
-    norm = float(d["mean_norm_px"])
+    p_img = per_image.get("p") if (per_image.get("n") or 0) >= 3 else None
+    # the offset named: the mode of the displacements (clutter pulls the mean toward 0)
+    vec = d.get("mode_px") or mean
+    norm = float(np.hypot(vec[0], vec[1]))
     side = d.get("dominant_side_share")
     found = d.get("found_share") or 0.0
     if (
         p is None
         or p >= th.label_shift_p_max
+        or (p_img is not None and p_img >= th.label_shift_image_p_max)
         or side is None
         or side < th.label_shift_side_share
         or found < th.label_shift_found_share
         or norm < th.label_shift_min_px
+        or (d.get("dominant_slope_share") or 0.0) < -th.label_shift_slope_max
     ):
         return None
     severity = "error" if norm > c.radius else "warning"
-    dx, dy = float(mean[0]), float(mean[1])
+    dx, dy = float(vec[0]), float(vec[1])
     coords = convention([dx, dy])
     stride = int(d.get("stride") or 1)
     half = 0.5 if coords == "index0" else -0.5
@@ -84,29 +95,39 @@ def shift(c: Ctx) -> Finding | None:
         "label-shift",
         c.level,
         ev(
-            mean_dx_px=dx,
-            mean_dy_px=dy,
-            mean_shift_px=norm,
+            shift_dx_px=dx,
+            shift_dy_px=dy,
+            mean_dx_px=float(mean[0]),
+            mean_dy_px=float(mean[1]),
+            mean_shift_px=float(d["mean_norm_px"]),
+            mode_shift_px=norm,
+            mode_share=d.get("mode_share"),
             std_dx_px=std[0],
             std_dy_px=std[1],
             radius_px=c.radius,
             found_share=found,
             reach_px=d.get("reach_px"),
-            test=("images" if test is d["test_images"] else "targets"),
-            test_n=test["n"],
+            test_targets=test["n"],
             hotelling_t2=test["t2"],
             p_value=p,
             label_shift_p_max=th.label_shift_p_max,
+            test_images=per_image.get("n"),
+            p_value_images=p_img,
+            label_shift_image_p_max=th.label_shift_image_p_max,
             side_share=side,
+            slope_share=d.get("dominant_slope_share"),
+            label_shift_slope_max=th.label_shift_slope_max,
             label_shift_side_share=th.label_shift_side_share,
             label_shift_min_px=th.label_shift_min_px,
             within_radius_share=d.get("within_radius_share"),
             coords=coords,
         ),
-        f"At {c.level} the nearest peak of {pct(found)} of the targets sits at a consistent "
-        f"({dx:+.2f}, {dy:+.2f}) px from its label (spread {std[0]:.2f} / {std[1]:.2f} px, "
-        f"{pct(side)} on one side, p = {p:.2g} over {test['n']} "
-        f"{'images' if test is d['test_images'] else 'targets'}). "
+        f"At {c.level} the peaks sit at a consistent ({dx:+.2f}, {dy:+.2f}) px from their "
+        f"labels: the mode of the vectors from each target to its nearest peak "
+        f"({pct(d.get('mode_share'))} within {c.radius / 2:g} px of it; mean "
+        f"({mean[0]:+.2f}, {mean[1]:+.2f}), spread {std[0]:.2f} / {std[1]:.2f} px; "
+        f"{pct(side)} on one side, p = {p:.2g} over {test['n']} targets"
+        + (f", {p_img:.2g} over {per_image['n']} images). " if p_img is not None else "). ")
         + (
             f"The shift exceeds the {c.radius:g} px match radius, so the targets are counted "
             "as missed and the peaks as false positives: the labels or their coordinate "

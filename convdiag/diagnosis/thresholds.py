@@ -49,12 +49,15 @@ class Thresholds:
     - loss_margin: a cls loss within this relative margin of the constant predictor's is
       "at the constant" (logs without a detection metric; Monitor).
     - label_shift_*: label-shift when the mean vector from each target to its nearest
-      peak (within a few cells) is consistent: one-sample test p below label_shift_p_max,
+      peak (within a few cells) is consistent: one-sample test p below label_shift_p_max
+      over the targets and below label_shift_image_p_max over the per-image means,
       at least label_shift_side_share of the displacements on one side of the dominant
       axis, a peak found for label_shift_found_share of the targets; an error when the
       mean exceeds the match radius, a warning from label_shift_min_px. Swapped x/y:
       peaks within the radius of label_shift_swap_share of the swapped positions and
-      label_shift_swap_gain times more than at the labels' own.
+      label_shift_swap_gain times more than at the labels' own. A displacement whose
+      slope on the label's position in its cell is below -label_shift_slope_max (share
+      of the stride) is a constant offset head's, not a label shift.
 
     Label rules (``convdiag labels``, risk before any training): quantisation p95 above
     label_quantization_share x radius; more than neg_per_pos_max negatives per positive =
@@ -89,11 +92,13 @@ class Thresholds:
     min_targets: float = 10.0
     loss_margin: float = 0.3
     label_shift_p_max: float = 1e-3
+    label_shift_image_p_max: float = 0.05
     label_shift_side_share: float = 0.75
     label_shift_found_share: float = 0.5
     label_shift_min_px: float = 0.4
     label_shift_swap_share: float = 0.5
     label_shift_swap_gain: float = 2.0
+    label_shift_slope_max: float = 0.5
     # labels (risk before training)
     label_quantization_share: float = 0.9
     neg_per_pos_max: float = 1000.0
