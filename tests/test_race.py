@@ -175,20 +175,22 @@ def test_race_prunes_as_planned_and_a_resumed_race_equals_an_uninterrupted_one(
     assert win.recipe is not None and win.recipe["remedies"] == race["winner"].split("+")
     assert win.meta["step"] == 12
 
-    # interrupt the second candidate of rung 1 at its first step there, then resume
+    # interrupt the first candidate of rung 1 at its first step there, then resume
     first = plan[0]["steps"]
     seen: list[str] = []
 
     def interrupt(name: str, step: int) -> None:
         if step > first and name != "baseline" and name not in seen:
             seen.append(name)
-            if len(seen) == 2:
+            if len(seen) == 1:
                 os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(RaceInterrupted):
         _race(tmp_path / "b", ckpt, tiny_dataset, on_step=interrupt)
     state = json.loads((tmp_path / "b" / "race.json").read_text())
-    assert state["rung"] == 1 and any(0 < a["step"] < 12 for a in state["arms"])
+    assert state["rung"] == 1 and any(first < a["step"] < 12 for a in state["arms"])
+    # the arms after the interrupted one did not start (the combination comes last)
+    assert [a["step"] for a in state["arms"] if a["kind"] == "combo"] == [0]
     resumed = _race(tmp_path / "b", ckpt, tiny_dataset, resume=True)
     assert _rungs(resumed) == _rungs(whole)
     assert resumed["race"]["winner"] == race["winner"]

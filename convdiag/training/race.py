@@ -34,7 +34,7 @@ from convdiag.errors import InputError
 from convdiag.load.files import write_json
 from convdiag.load.options import DatasetOptions, ModelOptions
 from convdiag.load.recipe import Recipe
-from convdiag.training.race_arms import BASELINE, Arm, ArmTask, combination, outcome, train_arm
+from convdiag.training.race_arms import BASELINE, Arm, ArmTask, best_combination, outcome, train_arm
 from convdiag.training.race_plan import RacePlan, halving_order, plan_for_budget, plan_rungs
 
 START = "_start"  # the checkpoint's weights as an arm file: where the combination starts
@@ -186,20 +186,24 @@ def run_race(
         write_json(cfg.out / "race.json", state)
 
     last = len(plan.rungs) - 1
+    interrupted: list[bool] = []  # an arm was interrupted: start no other one
     with _deferred() as stop_requested:
+
+        def stop() -> bool:
+            return stop_requested() or bool(interrupted)
+
         for rung in plan.rungs[int(state["rung"]) :]:
             alive = [a for a in arms if a.stopped_at is None]
             todo = [a for a in alive if rung.index not in a.rungs]
             tasks = [_task(cfg, a, base, rung.steps, plan, state) for a in todo]
-            interrupted = False
-            for arm, res in _run_tasks(cfg, tasks, todo, data, deadline, clock, on_step,
-                                       stop_requested):  # fmt: skip
+            for arm, res in _run_tasks(cfg, tasks, todo, data, deadline, clock, on_step, stop):
                 arm.step = int(res["step"])
                 arm.seconds += float(res["seconds"])
                 if not res["interrupted"] and arm.step >= rung.steps:
                     final = {k: _finite_or_none(v) for k, v in res["final"].items()}
                     arm.rungs[rung.index] = {"step": arm.step, **final}
-                interrupted = interrupted or bool(res["interrupted"])
+                if res["interrupted"]:
+                    interrupted.append(True)
                 save()
             if interrupted or stop_requested():
                 save()
@@ -330,7 +334,7 @@ def _halve(out: Path, arms: list[Arm], index: int, keep: int, plan: RacePlan,
     if index == 0 and plan.combo:
         singles = [next(a for a in cands if a.name == n) for n in order]
         singles = [a for a in singles if a.kind in ("single", "explicit")]
-        combo = combination(singles[0], singles[1], base) if len(singles) >= 2 else None
+        combo = best_combination(singles, base)
         if combo is not None and all(a.name != combo.name for a in arms):
             dst = arm_path(out, combo.name)
             dst.parent.mkdir(parents=True, exist_ok=True)

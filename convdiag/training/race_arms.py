@@ -124,6 +124,20 @@ def combination(a: Arm, b: Arm, base: Recipe) -> Arm | None:
     return Arm(arm_name(rems), rems, "combo")
 
 
+def best_combination(singles: Sequence[Arm], base: Recipe) -> Arm | None:
+    """The combination of the two best single remedies (``singles`` best first), in either
+    order (focal loss after pos-weight would undo it); when those two do not combine, the
+    next pair in rank order (1+3, 2+3, 1+4, ...). None when no pair combines."""
+    for j in range(1, len(singles)):
+        for i in range(j):
+            combo = combination(singles[i], singles[j], base) or combination(
+                singles[j], singles[i], base
+            )
+            if combo is not None:
+                return combo
+    return None
+
+
 def metric_at(ev: dict[str, Any], threshold: float) -> float | None:
     """F1 at ``threshold`` from an evaluation: ``f1_at_0.5`` at 0.5, else the F1 curve at
     the nearest evaluated threshold."""
