@@ -1,6 +1,6 @@
 """What the log rules share: the ``Reference`` the losses are compared with, the stretch
 and window helpers, evidence rounding and the learning-signal remedies (the catalogue's,
-ranked by measured F1 alone: a log has no gradients)."""
+ordered by the catalogue's prior alone: a log has no gradients, so no evidence on the model)."""
 
 from __future__ import annotations
 
@@ -105,8 +105,8 @@ def at(axis: str, x: float) -> str:
 
 
 def signal_remedies(ref: Reference) -> list[Remedy]:
-    """Remedies that move the learning signal to the targets, ranked by the F1 each reached
-    on the dim synthetic P2 set (``diagnose.MEASURED_F1``); those the run already uses
+    """Remedies that move the learning signal to the targets, in the order of the prior
+    measured on the dim synthetic P2 set (labelled so in each text); those the run uses
     (``ref.loss``) are left out; then a coarser level (from ``--data``) and advice."""
     from convdiag.diagnosis.remedy_catalogue import pos_weight_for
 
@@ -123,8 +123,8 @@ def signal_remedies(ref: Reference) -> list[Remedy]:
         if rid == "pos-weight" and ref.neg_per_pos:
             r.why += f"; w = sqrt({ref.neg_per_pos:,.0f} negatives per positive)"
         cands.append(r)
-    # No gradients in a log: the measured F1 alone ranks (gain 0).
-    cands = rank((r, 0.0) for r in cands)
+    # No gradients in a log: no evidence on the model (None), the prior alone orders.
+    cands = rank((r, None) for r in cands)
     if ref.coarser_level:
         cands.append(
             Remedy(

@@ -2,8 +2,8 @@
 
 The same ``Thresholds`` as every surface; a Monitor sample has no detections and no
 counterfactual gradients, so background-collapse is judged on the target peaks and the cls
-loss against the constant predictor's (the evidence says so), and remedies are ranked by
-their measured F1 alone.
+loss against the constant predictor's (the evidence says so), and remedies are ordered by
+the catalogue's prior alone (labelled as such).
 """
 
 from __future__ import annotations
