@@ -147,10 +147,11 @@ ROWS: list[tuple[str, dict[str, Any], dict[str, str | None]]] = [
     ("flat and quantised", {**FLAT, **QUANT},
      {"offset-head-untrained": "check-offset-loss", "label-quantization": W}),
     ("quantised, trained", QUANT, {"label-quantization": "position-sensitive-offset"}),
-    # F1 failing although the target peaks fire: the untrained offsets misplace them
+    # F1 failing although the target peaks fire: the untrained offsets misplace them, and
+    # no collapse is reported; a collapse whose peaks do not fire stays, with its remedies
     ("flat, peaks fire", {**FLAT, **FAILED, "m:peaks_above_threshold":
                           TH.calibration_peak_share},
-     {"offset-head-untrained": "check-offset-loss", "background-collapse": W}),
+     {"offset-head-untrained": "check-offset-loss"}),
     ("flat, peaks below", {**FLAT, **FAILED, "m:peaks_above_threshold":
                            TH.calibration_peak_share - EPS},
      {"offset-head-untrained": "check-offset-loss", "background-collapse": "focal-loss"}),
@@ -197,6 +198,16 @@ def test_untrained_head_evidence_and_remedy_numbers() -> None:
     assert [r.id for r in f.remedies] == ["check-offset-loss"]
     assert "reg_weight) is 0" in f.remedies[0].why
     assert "finer level would not help" in f.explanation
+
+
+def test_untrained_head_explains_the_collapse_it_causes() -> None:
+    fs = _run({**FLAT, **FAILED, "m:peaks_above_threshold": 0.8})
+    assert [f.id for f in fs] == ["offset-head-untrained"]
+    ev = fs[0].evidence
+    assert ev["suppressed"] == "background-collapse" and ev["peaks_above_threshold"] == 0.8
+    assert "80.0% of the target peaks reach the threshold" in fs[0].explanation
+    fs = _run({**FLAT, **FAILED, "m:peaks_above_threshold": 0.2})
+    assert [f.id for f in fs] == ["background-collapse", "offset-head-untrained"]
 
 
 def test_thresholds_move_the_boundaries() -> None:

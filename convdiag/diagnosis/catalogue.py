@@ -27,11 +27,10 @@ KINDS: tuple[FindingKind, ...] = (
     FindingKind("dead-network", "error", "dead network", ("analyze", "check")),
     # label-shift: an error past the match radius; a consistent smaller shift is a warning
     FindingKind("label-shift", "error", "label shift", ("analyze", "labels", "check")),
-    # offset-head-untrained: a root cause, reported before the collapse it can explain
-    FindingKind("offset-head-untrained", "error", "offset head untrained", ("analyze", "check")),
     FindingKind("background-collapse", "error", "background collapse", _ALL),
     FindingKind("calibration-collapse", "error", "calibration collapse", ("analyze", "check")),
     FindingKind("fp-flood", "error", "false-positive flood", ("analyze", "logs", "check")),
+    FindingKind("offset-head-untrained", "error", "offset head untrained", ("analyze", "check")),
     FindingKind("regression-collapse", "error", "regression collapse", _ALL),
     FindingKind(
         "gradient-starvation", "warning", "gradient starvation", ("analyze", "check", "monitor")

@@ -19,9 +19,11 @@ warm-up and gradient clipping.
 
 ``offset-head-untrained`` is raised by ``rules_offsets.regression``. When it holds, the
 level-change remedies of label-quantization at the level are withheld (a trained head
-recovers the quantisation), and so are the remedies of a background or calibration collapse
-there when the target peaks do fire (at least ``calibration_peak_share`` of them reach the
-threshold): F1 then fails because every detection sits at the same point of its cell.
+recovers the quantisation), and a background or calibration collapse there is not reported
+when the target peaks do fire (at least ``calibration_peak_share`` of them reach the
+threshold): F1 then fails because every detection sits at the same point of its cell, which
+the untrained finding says (with the peak share and F1 in its evidence). A collapse whose
+peaks do not fire is a fault of its own and stays, with its remedies, ranked first.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ DEFERRED = (
     "regression-collapse",
     "offset-head-untrained",
 )
-UNTRAINED_DEFERRED = ("background-collapse", "calibration-collapse", "label-quantization")
+EXPLAINED_COLLAPSES = ("background-collapse", "calibration-collapse")
 LR_FACTOR = 10.0
 WARMUP_SHARE = 0.1
 CLIP_NORM = 1.0
@@ -174,14 +176,20 @@ def root_causes(c: Ctx, findings: list[Finding], skip: tuple[str, ...] = ()) -> 
         return out
     peaks = c.m.get("peaks_above_threshold")
     fire = peaks is not None and peaks >= c.th.calibration_peak_share
+    untrained = next(f for f in out if f.id == "offset-head-untrained" and f.level == c.level)
+    kept: list[Finding] = []
     for f in out:
-        if f.level != c.level or f.id not in UNTRAINED_DEFERRED or not f.remedies:
+        if f.level == c.level and f.id in EXPLAINED_COLLAPSES and fire:
+            untrained.evidence.update(ev(suppressed=f.id, peaks_above_threshold=peaks,
+                                         f1_at_threshold=c.m.get("f1_at_threshold")))  # fmt: skip
+            untrained.explanation += (
+                f" {pct(peaks)} of the target peaks reach the threshold, yet F1 there is "
+                f"{num(c.m.get('f1_at_threshold'))}: the detections miss their targets because "
+                f"every one sits at the same point of its cell, so no {f.id} is reported."
+            )
             continue
-        if f.id == "label-quantization":
+        if f.level == c.level and f.id == "label-quantization" and f.remedies:
             _withhold(f, "offset-head-untrained", "a trained offset head recovers the "
                       "quantisation, so a finer level is not needed")  # fmt: skip
-        elif fire:
-            _withhold(f, "offset-head-untrained", f"{pct(peaks)} of the target peaks reach "
-                      "the threshold; F1 fails because the untrained offsets place every "
-                      "detection at the same point of its cell")  # fmt: skip
-    return out
+        kept.append(f)
+    return kept
