@@ -456,7 +456,12 @@ def main() -> None:
     ap.add_argument("--families", default="reference,user")
     ap.add_argument("--variants", default="A,B")
     ap.add_argument("--json", default=None, help="write every run to this file")
+    ap.add_argument("--report", default=None, help="print the tables of a --json file")
     a = ap.parse_args()
+    if a.report:
+        saved = json.loads(Path(a.report).read_text())
+        print_report(saved, sum(r["seconds"] for r in saved))
+        return
     seeds = a.seeds or (3 if a.quick else 5)
     steps = a.steps or (300 if a.quick else 600)
     n, size = (96, (64, 96)) if a.quick else (160, (96, 128))
@@ -473,15 +478,19 @@ def main() -> None:
     ]
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
+
+    def keep(part: list[dict[str, Any]]) -> None:
+        rows.extend(part)
+        if a.json:  # after every grid cell, so a run cut short keeps what it measured
+            Path(a.json).write_text(json.dumps(rows, indent=1, default=float))
+
     if a.workers > 1:
         with mp.get_context("fork").Pool(a.workers) as pool:
             for part in pool.imap_unordered(run_job, jobs):
-                rows += part
+                keep(part)
     else:
         for job in jobs:
-            rows += run_job(job)
-    if a.json:
-        Path(a.json).write_text(json.dumps(rows, indent=1, default=float))
+            keep(run_job(job))
     print_report(rows, time.perf_counter() - t0)
 
 

@@ -201,6 +201,20 @@ def test_label_shift_ranks_before_background_collapse() -> None:
     assert sort_findings(fs)[0].id == "label-shift"
 
 
+def test_a_shift_error_withholds_the_collapse_remedies_at_its_level() -> None:
+    from convdiag.diagnosis.findings import Remedy
+    from convdiag.diagnosis.rules_shift import withhold_explained
+
+    def bg(level: str) -> Finding:
+        return Finding("background-collapse", level, {}, "x.", [Remedy("focal-loss")])
+
+    fs = withhold_explained([Finding("label-shift", "P2", {}, ""), bg("P2"), bg("P3")])
+    assert fs[1].remedies == [] and "label shift at P2" in fs[1].explanation
+    assert [r.id for r in fs[2].remedies] == ["focal-loss"]
+    warn = Finding("label-shift", "P2", {}, "", severity="warning")
+    assert withhold_explained([warn, bg("P2")])[1].remedies  # a warning explains nothing
+
+
 # --------------------------------------------------------------------------- end to end
 
 

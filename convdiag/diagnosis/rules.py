@@ -24,7 +24,7 @@ from convdiag.diagnosis.rules_common import Ctx
 from convdiag.diagnosis.rules_dead import root_causes
 from convdiag.diagnosis.rules_model import collapse, nonfinite, not_judged, suppressed_checks
 from convdiag.diagnosis.rules_offsets import labels, regression
-from convdiag.diagnosis.rules_shift import shift
+from convdiag.diagnosis.rules_shift import shift, withhold_explained
 from convdiag.diagnosis.rules_signal import heads, healthy, starvation
 from convdiag.diagnosis.thresholds import Thresholds
 from convdiag.load.recipe import Recipe
@@ -90,7 +90,7 @@ def diagnose(
                 if f is not None:
                     lv.append(f)
         lv = root_causes(c, lv, skip)  # dead-network; remedies it makes wrong withheld
-        found += [f for f in lv if f.id not in skip]
+        found += withhold_explained([f for f in lv if f.id not in skip])
     if not any(severity_rank(f.severity) >= 1 for f in found):
         found += [healthy(level, metrics[level]) for level in results]
     return sort_findings(found)

@@ -97,6 +97,9 @@ def shift(c: Ctx) -> Finding | None:
         ev(
             shift_dx_px=dx,
             shift_dy_px=dy,
+            coords=coords,
+            p_value=p,
+            side_share=side,
             mean_dx_px=float(mean[0]),
             mean_dy_px=float(mean[1]),
             mean_shift_px=float(d["mean_norm_px"]),
@@ -109,18 +112,15 @@ def shift(c: Ctx) -> Finding | None:
             reach_px=d.get("reach_px"),
             test_targets=test["n"],
             hotelling_t2=test["t2"],
-            p_value=p,
             label_shift_p_max=th.label_shift_p_max,
             test_images=per_image.get("n"),
             p_value_images=p_img,
             label_shift_image_p_max=th.label_shift_image_p_max,
-            side_share=side,
             slope_share=d.get("dominant_slope_share"),
             label_shift_slope_max=th.label_shift_slope_max,
             label_shift_side_share=th.label_shift_side_share,
             label_shift_min_px=th.label_shift_min_px,
             within_radius_share=d.get("within_radius_share"),
-            coords=coords,
         ),
         f"At {c.level} the peaks sit at a consistent ({dx:+.2f}, {dy:+.2f}) px from their "
         f"labels: the mode of the vectors from each target to its nearest peak "
@@ -135,7 +135,8 @@ def shift(c: Ctx) -> Finding | None:
             if severity == "error"
             else "Detections still match, but every one is off by this much: check the "
             "labels' coordinate convention."
-        ),
+        )
+        + f" Fix: {how}.",
         rem,
         severity=severity,
     )
@@ -167,6 +168,32 @@ def _swapped(c: Ctx, sw: dict[str, Any]) -> Finding | None:
         ),
         f"At {c.level} the peaks sit at the labels with x and y swapped: {pct(hit)} of the "
         f"{n} targets off the diagonal have a peak within {c.radius:g} px of (y, x), "
-        f"{pct(direct)} of (x, y). The labels' axes are swapped, not the model wrong.",
+        f"{pct(direct)} of (x, y). The labels' axes are swapped, not the model wrong. Fix: "
+        "swap the x and y columns of the labels.",
         [Remedy("fix-labels", {"swap_xy": True}, why, False)],
     )
+
+
+# What a label shift past the radius explains at its level: the failed matching reads as a
+# collapse or a flood, whose loss and label remedies cannot move the labels.
+EXPLAINED_BY_SHIFT = (
+    "background-collapse",
+    "calibration-collapse",
+    "fp-flood",
+    "gradient-starvation",
+    "head-imbalance",
+)
+
+
+def withhold_explained(findings: list[Finding]) -> list[Finding]:
+    """With a label-shift error at a level, the findings of EXPLAINED_BY_SHIFT at that level
+    keep their evidence but lose their remedies, and say so."""
+    shifted = {f.level for f in findings if f.id == "label-shift" and f.severity == "error"}
+    for f in findings:
+        if f.level in shifted and f.id in EXPLAINED_BY_SHIFT and f.remedies:
+            f.remedies = []
+            f.explanation += (
+                f" Its remedies are withheld: the label shift at {f.level} explains it "
+                "(the targets are scored against labels that miss their peaks)."
+            )
+    return findings
