@@ -3,6 +3,7 @@ checks and defaults of --crop / --batch / --lr."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,25 @@ def test_short_retrain_defaults_for_a_checkpoint_without_a_recipe() -> None:
     assert used == {"lr": 1e-3, "crop": (128, 128)}  # the given --batch is not a default
     rec, used = retrain_knobs(Recipe(lr=0.01), False, big, None, None, None)
     assert (rec.lr, rec.crop, used) == (0.01, None, {})  # a convdiag recipe stays as it was
+
+
+@pytest.mark.slow
+def test_a_foreign_checkpoint_retrains_with_short_defaults_shown(
+    tiny_dataset: Path, trained_checkpoint: Callable[..., Path], tmp_path: Path
+) -> None:
+    import json
+
+    import torch
+    from bad.helpers import run_cli
+
+    ckpt = trained_checkpoint(head="P2", labels="hard", loss="bce", bias_init="zero")
+    sd = tmp_path / "weights.pt"
+    torch.save(torch.load(ckpt, weights_only=True)["state_dict"], sd)  # no recipe
+    args = ["retrain", sd, "--model", "convdiag.models:reference", "--data", tiny_dataset,
+            "--soft", "--steps", 2, "--batch", 4]  # fmt: skip
+    shown = run_cli(args)
+    assert shown.code == 0, shown.stderr
+    assert "no recipe: short-retrain defaults lr 0.001" in shown.stdout
+    rep = json.loads(run_cli([*args, "--format", "json"]).stdout)
+    assert rep["recipe_defaults"] == {"lr": 0.001}  # 96x128 images need no crop; batch given
+    assert rep["recipes"]["remedy"]["batch"] == 4 and rep["recipes"]["remedy"]["lr"] == 0.001

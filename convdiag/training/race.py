@@ -259,8 +259,9 @@ def _run_tasks(cfg: RaceConfig, tasks: list[ArmTask], arms: list[Arm], data: Any
             _POOLS.append(pool)
             try:
                 for res in pool.imap_unordered(worker_run, tasks):
-                    if on_step:
-                        on_step(res["name"], res["step"])
+                    if on_step:  # the steps the worker trained, for a progress bar
+                        for step in range(by_name[res["name"]].step + 1, res["step"] + 1):
+                            on_step(res["name"], step)
                     yield by_name[res["name"]], res
             finally:
                 _POOLS.remove(pool)
