@@ -14,7 +14,13 @@ from typing import Any, TypeVar
 
 import click
 
-from convdiag.load.options import DatasetOptions, ModelOptions, RecipeOptions, RunOptions
+from convdiag.load.options import (
+    MAX_SEED,
+    DatasetOptions,
+    ModelOptions,
+    RecipeOptions,
+    RunOptions,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +43,8 @@ def _fold(
 
 
 def dataset_options(with_val: bool = False) -> Callable[[F], F]:
-    """Dataset options: --data-format, --split, [--val-split], --on-mismatch, --coords, --images."""
+    """Dataset options: --data-format, --split, [--val-split], --on-mismatch, --coords,
+    --images, and --max-pixels (``max_pixels_option``)."""
     opts = [
         click.option(
             "--data-format",
@@ -91,7 +98,30 @@ def dataset_options(with_val: bool = False) -> Callable[[F], F]:
     def build(**v: Any) -> DatasetOptions:
         return DatasetOptions(**v)
 
-    return _fold(opts, names, "dataset", build)
+    def decorator(f: F) -> F:
+        return max_pixels_option(_fold(opts, names, "dataset", build)(f))
+
+    return decorator
+
+
+def max_pixels_option(f: F) -> F:
+    """--max-pixels N: images with more pixels are refused from their header, before
+    decoding (default convdiag.load.imageio.MAX_PIXELS); applied while the command runs."""
+    from convdiag.load.imageio import MAX_PIXELS, pixel_limit
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, max_pixels: int, **kwargs: Any) -> Any:
+        with pixel_limit(max_pixels):
+            return f(*args, **kwargs)
+
+    option = click.option(
+        "--max-pixels",
+        type=click.IntRange(min=1),
+        default=MAX_PIXELS,
+        show_default=True,
+        help="Refuse images with more pixels than this, before decoding them.",
+    )
+    return option(wrapper)  # type: ignore[return-value]
 
 
 def _parse_model_args(values: tuple[str, ...]) -> dict[str, str]:
@@ -198,10 +228,21 @@ def format_option(name: str = "fmt", html: bool = False) -> Callable[[F], F]:
     )
 
 
+def seed_option(help: str = "Random seed.") -> Callable[[F], F]:
+    """--seed N: 0 <= N <= MAX_SEED (what numpy, torch and random all take)."""
+    return click.option(
+        "--seed",
+        type=click.IntRange(0, MAX_SEED),
+        default=0,
+        show_default=True,
+        help=f"{help} 0 to {MAX_SEED}.",
+    )
+
+
 def run_options(default_fail_on: str | None = None, with_out: bool = True) -> Callable[[F], F]:
     """Run options: --seed, --device, --format, --out, --fail-on."""
     opts = [
-        click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+        seed_option(),
         click.option("--device", default="cpu", show_default=True,
                      help="auto, cpu, cuda or cuda:N."),
         format_option("format"),

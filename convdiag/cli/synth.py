@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from convdiag.cli.options import format_option
+from convdiag.cli.options import format_option, seed_option
 from convdiag.errors import InputError
 from convdiag.targets.geometry import parse_size
 
@@ -77,7 +77,7 @@ def _rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
 @click.option(
     "--empty", type=float, default=0.0, show_default=True, help="Share of images without targets."
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (>= 0).")
+@seed_option()
 @click.option("--force", is_flag=True, help="Replace a dataset already in OUT.")
 @format_option()
 def command(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 from convdiag.errors import InputError
 from convdiag.load.imageio import image_size
 from convdiag.load.options import DatasetOptions
+from convdiag.load.reads import parse_json
 from convdiag.load.sample import PointDataset, Record
 from convdiag.load.sources import COORD_SHIFT, Source, finish, mismatch, read_text, resolve_image
 
@@ -25,7 +25,10 @@ def _finite_list(value: Any, length: int | None) -> list[float] | None:
         return None
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
         return None
-    out = [float(v) for v in value]
+    try:
+        out = [float(v) for v in value]
+    except OverflowError:  # an integer of hundreds of digits
+        return None
     return out if all(math.isfinite(v) for v in out) else None
 
 
@@ -53,11 +56,7 @@ def _coco_points(
 def scan_coco(path: Path, opts: DatasetOptions) -> Source:
     """Scan the COCO JSON ``path``: its images and their points, records built on demand."""
     text = read_text(path, "COCO JSON file")
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        at = f" (line {e.lineno})" if isinstance(e, json.JSONDecodeError) else ""
-        raise InputError(f"{path}: not valid JSON{at}") from None
+    data = parse_json(text, str(path))
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise _coco_error(path, "no 'images' list")
     anns = data.get("annotations", [])
@@ -86,6 +85,8 @@ def scan_coco(path: Path, opts: DatasetOptions) -> Source:
         wh = _finite_list([im.get("width"), im.get("height")], 2)
         if wh is not None:
             size = (int(wh[1]), int(wh[0]))
+        elif "width" in im or "height" in im:
+            raise _coco_error(path, f"images[{k}]: width and height must be finite numbers")
         by_coco_id[cid] = found.stem
         entries[found.stem] = (found, size)
     if not entries:

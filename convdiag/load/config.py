@@ -133,7 +133,7 @@ def load_config(
         elif isinstance(value, dict):
             cfg.sections[key] = value
         elif key in DEFAULT_TYPES:
-            cfg.defaults[key] = _typed(path, key, value, DEFAULT_TYPES[key])
+            cfg.defaults[key] = _as_flag(path, key, _typed(path, key, value, DEFAULT_TYPES[key]))
         else:
             known = ", ".join([*DEFAULT_TYPES, "thresholds"])
             raise InputError(f"{path}: unknown key {key!r} in {where} (known: {known})")
@@ -149,6 +149,36 @@ def _thresholds(path: Path, value: Any, names: tuple[str, ...] | None) -> dict[s
             raise InputError(f"{path}: unknown threshold {k!r} (known: {', '.join(sorted(names))})")
         out[k] = _typed(path, f"thresholds.{k}", v, float)
     return out
+
+
+# what the flag of the same name accepts, beyond its type (the recipe keys: Recipe's ranges)
+_CHOICES = {
+    "labels": ("hard", "soft"),
+    "loss": ("bce", "focal", "sigmoid-focal"),
+    "fail_on": ("info", "warning", "error", "never"),
+}
+_OPEN_RANGES = {"radius": (0.0, math.inf), "threshold": (0.0, 1.0)}  # exclusive bounds
+
+
+def _as_flag(path: Path, key: str, value: Any) -> Any:
+    """``value`` checked exactly as the flag ``--key`` checks it; InputError naming the file
+    and the key (not a flag the user never typed)."""
+    from convdiag.load.recipe import check_value
+
+    why = None
+    if key in _CHOICES and value not in _CHOICES[key]:
+        why = f"use one of {', '.join(_CHOICES[key])}"
+    elif key in _OPEN_RANGES and not _OPEN_RANGES[key][0] < value < _OPEN_RANGES[key][1]:
+        lo, hi = _OPEN_RANGES[key]
+        why = f"must lie strictly between {lo:g} and {hi:g}"
+    elif key in ("kernel", "sigma", "trunc", "pos_weight", "batch"):
+        try:
+            value = check_value(key, value)
+        except ValueError as e:
+            why = str(e)
+    if why is not None:
+        raise InputError(f"{path}: {key} = {value!r}: {why}")
+    return value
 
 
 def _typed(path: Path, key: str, value: Any, kind: type) -> Any:

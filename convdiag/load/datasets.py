@@ -45,6 +45,7 @@ from convdiag.load.imageio import (
 )
 from convdiag.load.options import DatasetOptions
 from convdiag.load.points_table import scan_points
+from convdiag.load.reads import absent_reason
 from convdiag.load.sample import PointDataset, Record
 from convdiag.load.sources import Source, finish, mismatch, note
 from convdiag.load.splits import find_split, read_split, resolve_split
@@ -154,7 +155,7 @@ def _detect(path: Path, fmt: str) -> tuple[str, Path]:
     except OSError as e:  # a name too long for the file system, ...
         raise InputError(f"{path}: cannot access ({e.strerror})") from None
     if not exists:
-        raise InputError(f"{path}: no such file or folder")
+        raise InputError(f"{path}: {absent_reason(path)}")
     if path.is_file():
         suffix = path.suffix.lower()
         if fmt == "masks":

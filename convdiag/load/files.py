@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from convdiag.errors import InputError
+from convdiag.load.reads import cause as _cause
 
 
 def prepare_out_dir(
@@ -302,14 +303,6 @@ def _missing_dirs(path: Path) -> list[Path]:
     except OSError:  # a name the OS rejects: nothing of it can be created
         return []
     return missing
-
-
-def _cause(e: OSError) -> str:
-    if isinstance(e, IsADirectoryError):
-        return "it is a directory"
-    if isinstance(e, PermissionError):
-        return "permission denied"
-    return str(e.strerror or e)
 
 
 def _alive(pid: int) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,9 +40,41 @@ _FORMATS = ("PNG", "BMP", "JPEG", "TIFF", "GIF", "PPM", "WEBP")
 # file can declare 65535 x 65535 pixels in a few bytes). PIL's own decompression-bomb
 # check stays on as a second line.
 MAX_PIXELS = 100_000_000
+_LIMIT = [MAX_PIXELS]  # the limit in force (--max-pixels, see pixel_limit)
 _EXIF_ORIENTATION = 0x0112
 # ITU-R 601-2 luma, the weights Pillow's convert("L") uses, kept in float here.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+
+
+def max_pixels() -> int:
+    """The pixel limit in force: ``MAX_PIXELS`` unless ``pixel_limit`` set another."""
+    return _LIMIT[-1]
+
+
+@contextmanager
+def pixel_limit(n: int) -> Iterator[None]:
+    """Refuse images of more than ``n`` pixels (``--max-pixels``) inside the block. PIL's
+    decompression-bomb check stays on, moved up with the limit when it is raised."""
+    from PIL import Image
+
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise InputError(f"--max-pixels {n!r}: use a whole number of pixels >= 1")
+    old = Image.MAX_IMAGE_PIXELS
+    _LIMIT.append(n)
+    if old is not None and n > old:
+        Image.MAX_IMAGE_PIXELS = n
+    try:
+        yield
+    finally:
+        _LIMIT.pop()
+        Image.MAX_IMAGE_PIXELS = old
+
+
+_HINT = " (--max-pixels N raises the limit)"
+
+
+def _over() -> str:
+    return f"over the limit of {max_pixels() / 1e6:.6g} MP"
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
@@ -69,17 +103,16 @@ def _open(path: Path) -> PILImage:
             img = Image.open(path, formats=_FORMATS)
     except Image.DecompressionBombError as e:  # PIL's own check, for the largest headers
         raise InputError(
-            f"{path}: {_reason(e).split(',')[0]}, over the limit of {MAX_PIXELS / 1e6:.0f} MP; "
-            "refused before decoding"
+            f"{path}: {_reason(e).split(',')[0]}, {_over()}; refused before decoding{_HINT}"
         ) from None
     except Exception as e:  # PIL raises many types for garbage input
         raise InputError(f"{path}: not a readable image ({_reason(e)})") from None
     w, h = img.size
-    if w * h > MAX_PIXELS:
+    if w * h > max_pixels():
         img.close()
         raise InputError(
-            f"{path}: {h}x{w} pixels ({w * h / 1e6:.0f} MP), over the limit of "
-            f"{MAX_PIXELS / 1e6:.0f} MP; refused before decoding"
+            f"{path}: {h}x{w} pixels ({w * h / 1e6:.6g} MP), {_over()}; refused before decoding"
+            + _HINT
         )
     return img
 
@@ -100,7 +133,7 @@ def _reason(e: Exception) -> str:
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """Size (H, W) of an image as shown (EXIF orientation applied) from its header, without
-    decoding pixels. More than ``MAX_PIXELS`` pixels, or unreadable -> InputError naming it."""
+    decoding pixels. More than ``max_pixels()`` pixels, or unreadable -> InputError naming it."""
     p = Path(path)
     img = _open(p)
     try:

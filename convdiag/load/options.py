@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+MAX_SEED = 2**32 - 1  # what every generator takes (numpy SeedSequence, torch, random)
+
 
 @dataclass(frozen=True)
 class DatasetOptions:

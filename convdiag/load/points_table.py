@@ -19,14 +19,15 @@ _IMAGE_COLUMNS = ("image", "file", "filename", "file_name", "image_path", "path"
 
 
 def _number(text: str, table: Path, line: int, column: str) -> float:
+    shown = repr(text) if len(text) <= 40 else repr(text[:20]) + "..."  # named, not printed
     try:
         v = float(text)
     except ValueError:
-        raise InputError(f"{table}: line {line}: {column} {text!r} is not a number") from None
+        raise InputError(f"{table}: line {line}: {column} {shown} is not a number") from None
     if not math.isfinite(v):
-        raise InputError(f"{table}: line {line}: {column} {text!r} is not a finite number")
+        raise InputError(f"{table}: line {line}: {column} {shown} is not a finite number")
     if v < 0:
-        raise InputError(f"{table}: line {line}: negative {column} {text!r}")
+        raise InputError(f"{table}: line {line}: negative {column} {shown}")
     return v
 
 
@@ -67,6 +68,7 @@ def scan_points(table: Path, opts: DatasetOptions) -> Source:
     points: dict[Path, list[tuple[float, float, int]]] = {}
     names: dict[str, Path] = {}
     resolved: dict[str, Path] = {}
+    seen: dict[tuple[Path, float, float], int] = {}  # (image, x, y) -> first line
     for n, row in enumerate(rows[1:], start=2):
         if not row or all(not c.strip() for c in row):
             continue
@@ -99,6 +101,12 @@ def scan_points(table: Path, opts: DatasetOptions) -> Source:
             raise InputError(f"{table}: line {n}: x and y must both be given (or both empty)")
         x = _number(xs, table, n, "x") + shift
         y = _number(ys, table, n, "y") + shift
+        first_line = seen.setdefault((path, x, y), n)
+        if first_line != n:
+            raise InputError(
+                f"{table}: line {n} repeats line {first_line} ({value}, {xs}, {ys}): "
+                "duplicate rows, each target must be listed once"
+            )
         if x < 0 or y < 0:
             raise InputError(
                 f"{table}: line {n}: point ({xs}, {ys}) is outside the image in --coords "

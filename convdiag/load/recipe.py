@@ -8,11 +8,71 @@ with ``apply_remedy(recipe, "soft-labels", {"kernel": 5})``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from convdiag.errors import InputError
 from convdiag.load.levels import level_name
+
+MAX_KERNEL = 63  # soft-label window, cells: wider is no longer a point target
+MAX_CROP = 16384  # training crop side, px
+MAX_SEED = 2**32 - 1  # as convdiag.load.options.MAX_SEED
+# field -> (type, low, high, low excluded): what every recipe value must be, from wherever
+# it comes (flags, --remedy parameters, a checkpoint, a config file)
+_RANGES: dict[str, tuple[type, float, float, bool]] = {
+    "kernel": (int, 1, MAX_KERNEL, False),
+    "sigma": (float, 0.0, float(MAX_KERNEL), True),
+    "trunc": (float, 0.0, 1.0, False),
+    "focal_alpha": (float, 0.0, 100.0, False),
+    "focal_beta": (float, 0.0, 100.0, False),
+    "sf_alpha": (float, 0.0, 1.0, False),
+    "sf_gamma": (float, 0.0, 100.0, False),
+    "pos_weight": (float, 0.0, 1e9, True),
+    "ohem": (float, 0.0, 1e9, True),
+    "oversample": (float, 0.0, 1.0, False),
+    "copy_paste": (int, 0, 1000, False),
+    "reg_weight": (float, 0.0, 1e9, False),
+    "lr": (float, 0.0, 1e3, True),
+    "batch": (int, 1, 1_000_000, False),
+    "steps": (int, 0, 10**12, False),
+    "seed": (int, 0, MAX_SEED, False),
+    "crop": (int, 1, MAX_CROP, False),  # each side
+    "ramp": (float, 0.0, 1e9, False),  # each value of loss_ramp
+}
+
+_FIELDS = [k for k in _RANGES if k not in ("crop", "ramp")]
+
+
+def check_value(name: str, value: Any) -> Any:
+    """``value`` as the recipe field ``name`` takes it (see _RANGES); ValueError saying why
+    not. The flags, --remedy parameters, checkpoints and config files all come here."""
+    kind, lo, hi, open_lo = _RANGES[name]
+    if value is None and name in ("pos_weight", "ohem"):
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise TypeError
+        v = float(value)
+        if kind is int and (not math.isfinite(v) or v != int(v)):
+            raise ValueError
+        out = int(v) if kind is int else v
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"not a {'whole ' if kind is int else ''}number") from None
+    inside = (lo < out if open_lo else lo <= out) and (out < hi if name == "trunc" else out <= hi)
+    if not (math.isfinite(v) and inside):
+        upper = "< 1" if name == "trunc" else f"<= {hi:g}"
+        raise ValueError(f"must be a finite number {'>' if open_lo else '>='} {lo:g} and {upper}")
+    return out
+
+
+def _checked(name: str, value: Any) -> Any:
+    """``check_value`` with the error naming the flag: InputError '--name VALUE: why'."""
+    try:
+        return check_value(name, value)
+    except ValueError as e:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:20] + "..."
+        raise InputError(f"--{name.replace('_', '-')} {shown}: {e}") from None
 
 
 @dataclass
@@ -62,14 +122,18 @@ class Recipe:
             raise InputError(f"--loss {self.loss!r}: use bce, focal or sigmoid-focal")
         if self.bias_init not in ("prior", "zero"):
             raise InputError(f"--bias-init {self.bias_init!r}: use prior or zero")
-        if int(self.kernel) < 1:
-            raise InputError(f"--kernel {self.kernel}: must be at least 1")
-        if float(self.sigma) <= 0:
-            raise InputError(f"--sigma {self.sigma}: must be positive")
-        if not 0 <= float(self.trunc) < 1:
-            raise InputError(f"--trunc {self.trunc}: must be in [0, 1)")
+        for name in _FIELDS:
+            setattr(self, name, _checked(name, getattr(self, name)))
+        if self.loss_ramp is not None:
+            if not isinstance(self.loss_ramp, dict):
+                raise InputError(f"--loss-ramp {self.loss_ramp!r}: not a set of numbers")
+            self.loss_ramp = {str(k): _checked("ramp", v) for k, v in self.loss_ramp.items()}
         if self.crop is not None:
-            self.crop = (int(self.crop[0]), int(self.crop[1]))
+            try:
+                h, w = self.crop
+            except (TypeError, ValueError):
+                raise InputError(f"--crop {self.crop!r}: use HxW") from None
+            self.crop = (_checked("crop", h), _checked("crop", w))
 
     @property
     def level(self) -> str:

@@ -3,6 +3,7 @@ reading a text file as input, and resolving an image path a table names."""
 
 from __future__ import annotations
 
+import codecs
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import numpy as np
 from convdiag.errors import InputError
 from convdiag.load.imageio import IMAGE_EXTENSIONS, read_image
 from convdiag.load.options import DatasetOptions
+from convdiag.load.reads import read_limited
 from convdiag.load.sample import PointDataset, Record
 
 # pixel index -> continuous coordinate: x = index + shift
@@ -58,12 +60,27 @@ def mismatch(opts: DatasetOptions, skipped: list[tuple[str, str]], file: Path, r
     raise InputError(f"{file}: {reason} (use --on-mismatch skip to leave it out)")
 
 
+MAX_TABLE_BYTES = 2**30  # a points table or COCO file larger than 1 GiB is refused
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE, whose BOM it starts with
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
 def read_text(path: Path, what: str) -> str:
-    """The UTF-8 text of ``path`` (InputError naming it and ``what`` when empty or binary)."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InputError(f"{path}: cannot read {what} ({e.strerror})") from None
+    """The text of ``path``: UTF-8 (a BOM allowed), or UTF-16/32 when it starts with their
+    BOM. InputError naming it and ``what`` when it is empty, binary, not a regular file (a
+    FIFO or device is refused without blocking), over MAX_TABLE_BYTES, or not decodable."""
+    data = read_limited(path, MAX_TABLE_BYTES, what)
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                data = data.decode(codec).encode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"{path}: {what} is not valid {codec.upper()} text") from None
+            break
     if not data.strip():
         raise InputError(f"{path}: empty {what}")
     if b"\x00" in data:

@@ -39,6 +39,7 @@ from convdiag.load.files import (
     remove_file,
     to_json,
 )
+from convdiag.load.options import MAX_SEED
 
 NOISE_STD = 0.02  # sensor noise, in [0, 1] grey units (about 5 of 255 levels)
 CLUTTER_STD = 0.08  # standard deviation of the 1/f clutter at --clutter 1
@@ -86,7 +87,7 @@ class SynthConfig:
             ),
             (0 < self.snr <= 1000 and math.isfinite(self.snr), "--snr", f"{self.snr}: need > 0"),
             (0 <= self.clutter <= 10, "--clutter", f"{self.clutter}: need 0..10"),
-            (self.seed >= 0, "--seed", f"{self.seed}: need >= 0"),
+            (0 <= self.seed <= MAX_SEED, "--seed", f"{self.seed}: need 0 to {MAX_SEED}"),
             (0 <= self.empty_fraction <= 1, "--empty", f"{self.empty_fraction}: need 0..1"),
             (
                 len(self.splits) == 3

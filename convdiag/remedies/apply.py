@@ -50,6 +50,16 @@ def apply_remedy(recipe: Recipe, rid: str, params: dict[str, Any] | None = None)
     if rid not in REMEDY_DEFAULTS:
         raise InputError(f"unknown remedy {rid!r}")
     p = {**REMEDY_DEFAULTS[rid], **(params or {})}
+    try:  # the Recipe checks every value (type, finite, range) and names it
+        return _apply(recipe, rid, p)
+    except InputError as e:
+        raise InputError(f"--remedy {rid}: {e}") from None
+    except (TypeError, ValueError, OverflowError, KeyError):
+        shown = ",".join(f"{k}={v!r}"[:40] for k, v in (params or {}).items())
+        raise InputError(f"--remedy {rid}: parameters {shown} are not valid numbers") from None
+
+
+def _apply(recipe: Recipe, rid: str, p: dict[str, Any]) -> Recipe:
     r = Recipe.from_dict(recipe.to_dict())
     if rid == "soft-labels":
         r.labels, r.kernel, r.sigma, r.trunc = (

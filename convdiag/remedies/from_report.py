@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from convdiag.errors import InputError
+from convdiag.load.reads import MAX_REPORT_BYTES, read_json
 from convdiag.remedies.catalogue import REMEDY_IDS
 
 
@@ -19,10 +19,26 @@ def remedies_from_report(
     detector, are skipped and named with the reason.
     """
     try:
-        rep = json.loads(path.read_text())
-        findings = rep["findings"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"--from-report {path}: not an analyze report.json ({e})") from None
+        rep = read_json(path, MAX_REPORT_BYTES, "report")
+    except InputError as e:
+        raise InputError(f"--from-report {e}") from None
+    findings = rep.get("findings") if isinstance(rep, dict) else None
+    if not isinstance(findings, list):
+        raise InputError(f"--from-report {path}: not an analyze report.json (no findings list)")
+    for k, f in enumerate(findings):
+        remedies = f.get("remedies", []) if isinstance(f, dict) else None
+        if not isinstance(remedies, list) or not all(
+            isinstance(r, dict)
+            and isinstance(r.get("id"), str)
+            and isinstance(r.get("params") or {}, dict)
+            for r in remedies
+        ):
+            raise InputError(
+                f"--from-report {path}: findings[{k}]: malformed remedies (a list of "
+                "{id, params} objects)"
+            )
+        if not isinstance(f.get("severity", "info"), str):
+            raise InputError(f"--from-report {path}: findings[{k}]: severity is not a string")
     picked: list[tuple[str, dict[str, Any]]] = []
     skipped: list[dict[str, Any]] = []
     order = {"error": 0, "warning": 1, "info": 2}

@@ -6,14 +6,13 @@ Every kind of report a command writes reads back: ``analyze``, ``logs``, ``label
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from convdiag.errors import InputError
+from convdiag.load.reads import MAX_REPORT_BYTES, read_json
 
 KINDS = ("analyze", "logs", "labels", "retrain", "race", "demo", "sweep", "check")
-MAX_REPORT_BYTES = 256 * 2**20
 # what a report of each kind must hold (beyond a list of findings, when it has any)
 REQUIRED = {
     "analyze": ("findings", "metrics"),
@@ -61,20 +60,30 @@ def report_path(path: str | Path) -> Path:
     return p
 
 
+def _well_typed(f: Any) -> bool:
+    """A saved finding's fields have the types the renderers and --from-report read."""
+    if not isinstance(f, dict) or not {"id", "severity", "evidence"} <= set(f):
+        return False
+    if not (isinstance(f["id"], str) and isinstance(f["severity"], str)):
+        return False
+    if not isinstance(f["evidence"], dict):
+        return False
+    remedies = f.get("remedies", [])
+    return isinstance(remedies, list) and all(
+        isinstance(r, dict)
+        and isinstance(r.get("id"), str)
+        and isinstance(r.get("params", {}), dict)
+        for r in remedies
+    )
+
+
 def read_report(path: str | Path) -> dict[str, Any]:
     """Load and check a saved report of any kind (KINDS); InputError naming the file
     otherwise. The kind is set in the returned data (``kind``)."""
     p = report_path(path)
-    try:
-        if p.is_file() and p.stat().st_size > MAX_REPORT_BYTES:
-            raise InputError(f"{p}: larger than {MAX_REPORT_BYTES // 2**20} MiB")
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{p}: cannot read ({e})") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    # regular files only (a FIFO or device refused without blocking), size-capped, and JSON
+    # that Python cannot hold (deep nesting, 5,000-digit integers) is one line too
+    data = read_json(p, MAX_REPORT_BYTES, "report")
     kind = report_kind(data) if isinstance(data, dict) else None
     if not isinstance(data, dict) or kind is None or not all(k in data for k in REQUIRED[kind]):
         raise InputError(
@@ -84,10 +93,14 @@ def read_report(path: str | Path) -> dict[str, Any]:
     if kind in ("analyze", "logs") and data.get("schema") != 1:
         raise InputError(f"{p}: report schema {data.get('schema')!r} is not supported (1)")
     findings = data.get("findings", [])
-    if not isinstance(findings, list) or not all(
-        isinstance(f, dict) and {"id", "severity", "evidence"} <= set(f) for f in findings
-    ):
-        raise InputError(f"{p}: malformed findings (each needs id, severity, evidence)")
+    if not isinstance(findings, list) or not all(map(_well_typed, findings)):
+        raise InputError(
+            f"{p}: malformed findings (each needs id and severity strings, an evidence "
+            "object, and remedies as a list of {id, params} objects)"
+        )
+    for key in ("metrics", "analyses", "dataset"):
+        if key in data and not isinstance(data[key], dict):
+            raise InputError(f"{p}: malformed report: {key} must be an object")
     data["kind"] = kind
     if kind == "analyze":
         data.setdefault("analyses", {})
