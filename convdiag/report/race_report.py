@@ -34,7 +34,7 @@ def race_rows(race: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
         gain = None if a is base or bm is None or fin.get("metric") is None else (
             float(fin["metric"]) - float(bm))  # fmt: skip
         rows.append([_label(a, race), a.get("step"), *per, _stopped(a, race), fin.get("metric"),
-                     fin.get("best_f1"), fin.get("fp_per_image"), gain])  # fmt: skip
+                     fin.get("best_f1"), fin.get("fp_per_image"), fmt_gain(gain)])  # fmt: skip
     return cols, rows
 
 
@@ -81,8 +81,7 @@ def measured_rows(report: dict[str, Any]) -> list[list[Any]]:
     the remedies of the predicted ranking, from the report's race."""
     race = report.get("race") or {}
     arms = {a["name"]: a for a in race.get("arms", [])}
-    rows = race_rows(race)[1]
-    gains = {str(r[0]).removesuffix(" (winner)"): r[-1] for r in rows}
+    gains = {k: fmt_gain(v) for k, v in (race.get("gains") or {}).items()}
     out: list[list[Any]] = []
     predicted = [p["id"] for p in race.get("predicted", [])]
     for i, rid in enumerate(predicted, 1):

@@ -251,7 +251,8 @@ def worker_run(task: ArmTask) -> dict[str, Any]:
 
 def outcome(arms: list[Arm], plan: Any, state: dict[str, Any]) -> dict[str, Any]:
     """The winner (best candidate at the last rung every live arm finished), the baseline's
-    metric there, the gain, the noise between rungs and a one-line verdict."""
+    metric there, the gain, the noise between rungs, a one-line verdict and every
+    candidate's measured gain (``gains``)."""
     base = next(a for a in arms if a.kind == "baseline")
     done = [i for i in range(len(plan.rungs)) if i in base.rungs]
     if not done:
@@ -275,7 +276,22 @@ def outcome(arms: list[Arm], plan: Any, state: dict[str, Any]) -> dict[str, Any]
         text = (f"no remedy beats the baseline by more than the noise between rungs "
                 f"({noise:.3f}); the best, {win.name}, {g} at step {at}")  # fmt: skip
     return {"winner": win.name, "winner_beats_baseline": bool(gain is not None and gain > noise),
-            "gain": gain, "noise": noise, "final_rung": last, "verdict": text}  # fmt: skip
+            "gain": gain, "noise": noise, "final_rung": last, "verdict": text,
+            "gains": gains(arms)}  # fmt: skip
+
+
+def gains(arms: list[Arm]) -> dict[str, float | None]:
+    """Each candidate's measured gain: its metric minus the baseline arm's, at the last rung
+    the candidate finished (None where either is missing)."""
+    base = next(a for a in arms if a.kind == "baseline")
+    out: dict[str, float | None] = {}
+    for a in arms:
+        if a.kind == "baseline" or not a.rungs:
+            continue
+        last = max(a.rungs)
+        m, b = finite(a.rungs[last].get("metric")), finite(base.rungs.get(last, {}).get("metric"))
+        out[a.name] = None if m is None or b is None else m - b
+    return out
 
 
 def rung_noise(base: Arm) -> float:

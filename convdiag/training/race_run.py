@@ -84,7 +84,7 @@ def race_retrain(
     else:
         analysis = analysis_of(spec, model, data[1], cfg.base, resolve_device(cfg.device),
                                from_report)  # fmt: skip
-        predicted = candidates_from_report(analysis, spec.factory == REFERENCE, arms)
+        predicted = candidates_from_report(analysis, spec.factory == REFERENCE, 1000)
         candidates = pick_candidates(explicit, predicted, arms)
         state = start_race(cfg, spec, model, candidates, data, clock, on_step)
         state["analysis"] = analysis
