@@ -4,9 +4,12 @@ with convdiag's own event reader (scalars) and with the tensorboard package's re
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -44,3 +47,73 @@ def test_report_round_trips_through_tensorboard(tmp_path: Path) -> None:
     assert (image.width, image.height, image.step) == (30, 20, 1200)
     text = acc.Tensors("convdiag/findings/text_summary")[0]
     assert b"background-collapse" in text.tensor_proto.string_val[0]
+
+
+@pytest.mark.slow
+def test_analyze_and_retrain_write_into_the_users_run(
+    tiny_dataset: Path, trained_checkpoint: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from test_npz_plots import command_outputs
+
+    ckpt = trained_checkpoint(head="P2", labels="hard", loss="bce", bias_init="zero")
+    outs = command_outputs(tmp_path_factory, tiny_dataset, ckpt)
+    trained = json.loads((outs["analyze"] / "report.json").read_text())["checkpoint_step"]
+    assert trained == 300  # the fixture's checkpoint was trained 300 steps
+    files = sorted(outs["tb"].glob("events.out.tfevents.*"))
+    assert len(files) == 2  # analyze's, then retrain's, into the same run folder
+    raw = read_tensorboard(files, outs["tb"])  # convdiag's own reader: one process, one run
+    auc = raw.columns["convdiag/P2/auc"]
+    analyzed = json.loads((outs["analyze"] / "report.json").read_text())
+    assert auc.x.tolist() == [300.0]
+    assert auc.values[0] == pytest.approx(analyzed["metrics"]["P2"]["auc"], rel=1e-6)
+    history = json.loads((outs["retrain"] / "report.json").read_text())["history"]["remedy"]
+    f1 = raw.columns["convdiag/remedy/f1_at_0.5"]
+    want = [(300 + r["step"], r["f1_at_0.5"]) for r in history if r.get("f1_at_0.5") is not None]
+    assert f1.x.tolist() == [float(x) for x, _ in want]
+    assert f1.values.tolist() == pytest.approx([v for _, v in want])
+    assert min(f1.x) >= 300  # the retrain continues the user's curves, not from 0
+    acc = EventAccumulator(str(outs["tb"]), size_guidance={"images": 0, "tensors": 0})
+    acc.Reload()
+    images = set(acc.Tags()["images"])
+    assert {"convdiag/P2/gradients", "convdiag/P2/scores", "convdiag/curves"} <= images
+    shot = acc.Images("convdiag/P2/gradients")[0]
+    with Image.open(outs["analyze"] / "P2_gradients.png") as im:
+        assert (shot.width, shot.height, shot.step) == (*im.size, 300)
+    text = acc.Tensors("convdiag/findings/text_summary")[0].tensor_proto.string_val[0]
+    assert b"background-collapse" in text
+
+
+def test_monitor_writes_every_sample(tmp_path: Path) -> None:
+    import torch
+
+    from convdiag.watch.monitor import Monitor
+
+    rng = np.random.default_rng(0)
+    pts = [np.array([[10.5, 6.5], [30.0, 20.0]]), np.array([[50.0, 40.0]])]
+    mon = Monitor("P2", every=2, warn=False, tensorboard=tmp_path / "tb")
+    samples = []
+    for step in range(1, 7):
+        z = torch.from_numpy(rng.normal(-6, 0.1, (2, 1, 12, 16))).float()
+        st = mon.update({"cls": z}, pts, step=100 * step)
+        samples += [st] if st is not None else []
+    files = sorted((tmp_path / "tb").glob("events.out.tfevents.*"))
+    raw = read_tensorboard(files, tmp_path / "tb")
+    mean = raw.columns["convdiag/P2/mean_score"]
+    assert mean.x.tolist() == [100.0, 300.0, 500.0]  # the samples, at the user's steps
+    assert mean.values.tolist() == pytest.approx([s["mean_score"] for s in samples])
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("convdiag/findings/error")] == [100, 300, 500]
+    assert acc.Tensors("convdiag/findings/text_summary")  # the findings as text
+
+
+def test_bad_logdir_is_one_error_line(tmp_path: Path) -> None:
+    from bad.helpers import error_line, run_cli
+
+    taken = tmp_path / "file"
+    taken.write_text("x")
+    for args in (["analyze", tmp_path / "missing.pt", "--data", tmp_path],
+                 ["train", tmp_path, "--out", tmp_path / "run"]):  # fmt: skip
+        line = error_line(run_cli([*args, "--tensorboard", taken]))
+        assert "--tensorboard" in line and "file" in line, line
+    assert not (tmp_path / "run").exists()

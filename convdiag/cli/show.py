@@ -54,10 +54,10 @@ def command(report: str, fmt: str, fail_on: str | None, plots_dir: str | None) -
     if plots_dir is not None:
         from convdiag.load.files import prepare_out_dir
         from convdiag.report.redraw import redraw_plots
-        from convdiag.report.saved_arrays import load_arrays
+        from convdiag.report.saved_arrays import NPZ_NAME, load_arrays
 
         arrays = load_arrays(folder)
-        files = redraw_plots(data, arrays, prepare_out_dir(plots_dir))
+        files = redraw_plots(data, arrays, prepare_out_dir(plots_dir), folder / NPZ_NAME)
         print(f"redrew {len(files)} plots in {plots_dir}", file=sys.stderr)
     if fmt == "html":
         from convdiag.report.html import render_html

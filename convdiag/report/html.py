@@ -202,6 +202,53 @@ def _other_sections(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _summary(report: dict[str, Any]) -> str:
+    """The kind's own table (a labels report's statistics per level, a retrain's or demo's
+    before / baseline / remedy, a sweep's arms), as its console and Markdown show it."""
+    kind = report.get("kind")
+    try:
+        if kind == "labels":
+            from convdiag.report.labels_report import level_rows
+
+            title, (cols, rows) = "Label statistics", level_rows(report)
+        elif kind in ("retrain", "demo"):
+            from convdiag.report.tables import comparison_rows
+
+            title, (cols, rows) = "Before, baseline and remedy", comparison_rows(report)
+        elif kind == "sweep":
+            from convdiag.report.tables import TABLE_COLUMNS, table_rows
+
+            title, cols, rows = "Arms", list(TABLE_COLUMNS), table_rows(report)
+        else:
+            return ""
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return ""  # a report without the kind's fields still renders the rest
+    return f"<h2>{_e(title)}</h2>" + table_html(list(cols), [list(r) for r in rows], "summary")
+
+
+def _verdict(report: dict[str, Any], findings: list[dict[str, Any]]) -> str:
+    """The report's verdict, else its race's, else the top finding and how many there are."""
+    race = report.get("race") if isinstance(report.get("race"), dict) else {}
+    verdict = report.get("verdict") or (race or {}).get("verdict")
+    if verdict:
+        return str(verdict)
+    remedy, base = report.get("remedy"), report.get("baseline")
+    if not findings and isinstance(remedy, dict) and "f1_at_0.5" in remedy:
+        was = f"{fmt_num(base.get('f1_at_0.5'))} unchanged -> " if isinstance(base, dict) else ""
+        return f"F1 @ 0.5: {was}{fmt_num(remedy['f1_at_0.5'])} with the remedy"
+    rows = [r for r in report.get("rows") or [] if isinstance(r, dict)]
+    scored = [r for r in rows if isinstance(r.get("f1_at_0.5_mean"), int | float)]
+    if not findings and scored:
+        best = max(scored, key=lambda r: r["f1_at_0.5_mean"])
+        return f"best arm: {best.get('arm')} (mean F1 @ 0.5 {fmt_num(best['f1_at_0.5_mean'])})"
+    if not findings:
+        return "no findings"
+    f = findings[0]
+    where = f" at {f.get('level')}" if f.get("level") else ""
+    more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
+    return f"{f.get('severity')}: {f.get('id')}{where}{more}"
+
+
 def render_html(report: dict[str, Any], base: Path | None = None) -> str:
     """The page for ``report`` (plain data of any report kind); ``base``: its folder."""
     kind = str(report.get("kind", "report"))
@@ -214,7 +261,8 @@ def render_html(report: dict[str, Any], base: Path | None = None) -> str:
     body = [
         f"<h1>convdiag {_e(kind)}{': ' + _e(subject) if subject else ''}</h1>",
         f'<div class="verdict" style="background:{SEVERITY_COLOURS.get(top, "#555")}">'
-        f"Verdict: {_e(report.get('verdict', 'no verdict'))}</div>",
+        f"Verdict: {_e(_verdict(report, findings))}</div>",
+        _summary(report),
     ]
     if findings:
         body.append("<h2>Findings</h2>")
@@ -237,7 +285,7 @@ def render_html(report: dict[str, Any], base: Path | None = None) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>convdiag {_e(kind)}: {_e(report.get('verdict', ''))}</title>"
+        f"<title>convdiag {_e(kind)}: {_e(_verdict(report, findings))}</title>"
         f"<style>{CSS}</style></head><body>\n"
         + "\n".join(b for b in body if b)
         + f"\n<script>{SCRIPT}</script></body></html>\n"

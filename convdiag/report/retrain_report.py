@@ -13,28 +13,9 @@ from convdiag.report.console import md_table, table
 from convdiag.report.curves import curve_arrays, draw_curves
 from convdiag.report.html import write_html
 from convdiag.report.saved_arrays import load_arrays, save_arrays
+from convdiag.report.tables import comparison_rows
 from convdiag.training.distributed import is_main
-from convdiag.training.evaluate import SUMMARY_KEYS
 from convdiag.training.loop import write_history
-
-LABELS = {
-    "f1_at_0.5": "F1 @ 0.5",
-    "best_f1": "best F1",
-    "best_threshold": "best threshold",
-    "precision": "precision @ 0.5",
-    "recall": "recall (Pd) @ 0.5",
-    "fp_per_image": "FP / image @ 0.5",
-    "loc_error_px": "loc. error (px)",
-    "cls_loss": "cls loss",
-    "constant_loss": "constant-predictor loss",
-}
-
-
-def comparison_rows(report: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """Columns and rows: one row per SUMMARY_KEYS metric, a column per run present."""
-    runs = [k for k in ("before", "baseline", "remedy") if report.get(k)]
-    rows = [[LABELS[k], *(report[r].get(k) for r in runs)] for k in SUMMARY_KEYS]
-    return ["metric", *runs], rows
 
 
 def _recipes(report: dict[str, Any]) -> list[str]:

@@ -12,9 +12,10 @@ import numpy as np
 from rich.console import Console
 
 from convdiag.load.files import atomic_write_text, csv_text, write_json
-from convdiag.report.console import fmt_num, md_table, table
+from convdiag.report.console import md_table, table
 from convdiag.report.html import write_html
 from convdiag.report.saved_arrays import load_arrays, save_arrays, save_png
+from convdiag.report.tables import TABLE_COLUMNS, table_rows
 
 CSV_COLUMNS = (
     "arm",
@@ -35,45 +36,11 @@ CSV_COLUMNS = (
     "reached",
     "seconds_mean",
 )
-TABLE_COLUMNS = ("arm", "F1 @ 0.5", "best F1", "FP / image", "loc. error (px)",
-                 "steps to F1 0.5", "remedies")  # fmt: skip
 
 
 def sweep_csv(rows: Sequence[dict[str, Any]]) -> str:
     """CSV text, CSV_COLUMNS header, one line per arm; empty cells for None/NaN."""
     return csv_text(rows, CSV_COLUMNS)
-
-
-def _pm(mean: Any, std: Any) -> str:
-    if mean is None:
-        return "-"
-    return fmt_num(mean) if std is None else f"{fmt_num(mean)} ± {fmt_num(std)}"
-
-
-def table_rows(report: dict[str, Any]) -> list[list[Any]]:
-    """Table rows, best mean F1 at 0.5 first: "mean ± std" cells; steps to F1 0.5 as
-    "mean (k/n seeds)" or "never"."""
-
-    def key(r: dict[str, Any]) -> float:
-        v = r.get("f1_at_0.5_mean")
-        return -(v if v is not None else -1.0)
-
-    out = []
-    for r in sorted(report["rows"], key=key):
-        reach = "never"
-        if r.get("reached"):
-            reach = f"{_pm(r['steps_to_f1_0.5_mean'], r['steps_to_f1_0.5_std'])} "
-            reach += f"({r['reached']}/{r['seeds']})"
-        out.append(
-            [
-                r["arm"],
-                *(_pm(r.get(f"{m}_mean"), r.get(f"{m}_std"))
-                  for m in ("f1_at_0.5", "best_f1", "fp_per_image", "loc_error_px")),
-                reach,
-                r["remedies"],
-            ]
-        )  # fmt: skip
-    return out
 
 
 def _caption(report: dict[str, Any]) -> str:

@@ -191,3 +191,38 @@ def write_run_tensorboard(
         plot_curves(data["history"], Path(tmp) / "curves.png")
         data["plots"] = ["curves.png"]
         return write_tensorboard(data, logdir, last, Path(tmp), history_start=start_step)
+
+
+class MonitorWriter:
+    """The ``Monitor``'s samples into a TensorBoard run (``Monitor(tensorboard=LOGDIR)``):
+    scalars ``convdiag/<level>/<statistic>`` for every number of a sample, and
+    ``convdiag/findings/<severity>`` counts, at the sample's training step; the text
+    ``convdiag/findings`` whenever the findings change. Flushed after every sample."""
+
+    def __init__(self, logdir: str | os.PathLike[str]) -> None:
+        check_logdir(logdir)
+        self.writer = _writer(logdir)
+        self._last = ""
+
+    def write(self, level: str, stats: dict[str, Any], findings: list[dict[str, Any]]) -> None:
+        """Write one sample (``Monitor.update``'s statistics) and the findings so far."""
+        step = int(stats.get("step") or 0)
+        for name, v in _numbers(stats).items():
+            if name != "step":
+                self.writer.add_scalar(f"convdiag/{level}/{name}", v, step)
+        for sev in ("error", "warning", "info"):
+            n = sum(f.get("severity") == sev for f in findings)
+            self.writer.add_scalar(f"convdiag/findings/{sev}", n, step)
+        text = "\n".join(
+            f"- {f.get('severity')} {f.get('id')} {f.get('level') or ''}: "
+            + ", ".join(f"{k} {v}" for k, v in list((f.get("evidence") or {}).items())[:8])
+            for f in findings
+        )
+        if text != self._last:
+            self._last = text
+            self.writer.add_text("convdiag/findings", text or "no findings", step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self.writer.close()

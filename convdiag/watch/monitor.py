@@ -40,6 +40,7 @@ non-finite-outputs. Each warns once (``ConvdiagWarning``) with its numbers and t
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -72,6 +73,7 @@ class Monitor:
     the run uses (bce or focal) for the constant-predictor comparison and the gradient
     share. kernel / sigma / trunc: soft labels (kernel None = hard). threshold: score
     threshold of a detected peak. radius: match radius (px). outputs: "logits" or "probs".
+    tensorboard: a TensorBoard run folder to write every sample and the findings into.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class Monitor:
         radius: float = 3.0,
         outputs: str = "logits",
         thresholds: Thresholds | None = None,
+        tensorboard: str | os.PathLike[str] | None = None,
     ) -> None:
         from convdiag.targets.geometry import level_name, stride_of
 
@@ -122,6 +125,11 @@ class Monitor:
         self._warned: set[str] = set()
         self._heads: dict[str, list[torch.nn.Parameter]] | None = None
         self._heads_of: int | None = None
+        self._tb: Any = None  # tensorboard: a run folder for every sample (report.tensorboard)
+        if tensorboard is not None:
+            from convdiag.report.tensorboard import MonitorWriter
+
+            self._tb = MonitorWriter(tensorboard)
 
     # ------------------------------------------------------------------- public
 
@@ -161,6 +169,8 @@ class Monitor:
             stats["step"] = int(step)
         self.history.append(stats)
         self._check(stats)
+        if self._tb is not None:
+            self._tb.write(self.level, stats, [f.to_dict() for f in self.report()])
         return stats
 
     def report(self) -> list[Finding]:
