@@ -239,6 +239,8 @@ def test_race_on_the_command_line_and_show(
     }
     report = json.loads((out / "report.json").read_text())
     assert report["race"]["winner"] == race["winner"] and report["findings"]
+    analyzed = run_cli(["analyze", out / "winner.pt", "--data", tiny_dataset, "--format", "json"])
+    assert analyzed.code in (0, 1) and json.loads(analyzed.stdout)["recipe"]["remedies"]
     shown = run_cli(["show", out / "report.json", "--format", "markdown"])
     assert shown.code in (0, 1) and "measured gain" in shown.stdout
     again = run_cli(["retrain", ckpt, "--data", tiny_dataset, "--race", "--steps", 6,
