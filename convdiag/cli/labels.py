@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from convdiag.cli.options import DatasetOptions, RunOptions, dataset_options, run_options
+from convdiag.load.recipe import MAX_KERNEL
 
 DEFAULT_LEVELS = "P2,P3,P4,P5"
 
@@ -20,13 +21,13 @@ DEFAULT_LEVELS = "P2,P3,P4,P5"
 @click.option("--soft", is_flag=True, help="Add soft-label statistics (--kernel/--sigma/--trunc).")
 @click.option(
     "--kernel",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_KERNEL),
     default=None,
     help="Soft-label window in cells [default: 3]; implies --soft.",
 )
 @click.option(
     "--sigma",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(0, MAX_KERNEL, min_open=True),
     default=None,
     help="Soft-label sigma in cells [default: 1.0]; implies --soft.",
 )

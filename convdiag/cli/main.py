@@ -8,20 +8,31 @@ Ctrl-C or SIGTERM -> 130. ``CONVDIAG_DEBUG=1`` re-raises so the traceback shows.
 
 from __future__ import annotations
 
-import functools
-import importlib
-import importlib.util
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
-import click
 
-from convdiag.errors import ConvdiagError, InputError
-from convdiag.load.files import output_set
+def _interrupted_while_starting(signum: int, frame: Any) -> None:
+    """Ctrl-C before the command's own handling is in place (imports): one line, 130."""
+    os.write(2, b"convdiag: interrupted\n")
+    os._exit(130)
+
+
+_STARTING = os.path.basename(sys.argv[0] if sys.argv else "") in ("convdiag", "__main__.py")
+if _STARTING and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)  # the console script starting
+
+import functools  # noqa: E402
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+
+from convdiag.errors import ConvdiagError, InputError  # noqa: E402
 
 # command name -> module under convdiag.cli (help order follows this dict)
 COMMANDS = {
@@ -48,6 +59,8 @@ def _in_output_set(f: Any, all_or_nothing: bool) -> Any:
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from convdiag.load.files import output_set
+
         with output_set(all_or_nothing):
             return f(*args, **kwargs)
 
@@ -73,6 +86,16 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
     finally:
         if old is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, old)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null after it failed, so the exit flush adds no second message."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 1)
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _fail(message: str, code: int) -> None:
@@ -104,9 +127,22 @@ class ConvdiagGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs["standalone_mode"] = False
         debug = os.environ.get("CONVDIAG_DEBUG") == "1"
+        if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C -> below
+        if sys.stdout is None or getattr(sys.stdout, "closed", False):
+            _fail("stdout is closed: give the command an output (a file, a pipe or --out)", 2)
         try:
             with _sigterm_as_ctrl_c():
                 rv = super().main(*args, **kwargs)
+                sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
+        except UnicodeEncodeError as e:
+            _quiet_stdout()
+            enc = getattr(sys.stdout, "encoding", None) or e.encoding
+            _fail(
+                f"stdout: cannot write {e.object[e.start : e.end]!r} in the encoding {enc}; "
+                "set PYTHONIOENCODING=utf-8 (or a UTF-8 locale) or use --format json",
+                2,
+            )
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
         except click.ClickException as e:
@@ -123,7 +159,13 @@ class ConvdiagGroup(click.Group):
                 raise
             _fail(str(e), e.exit_code)
         except BrokenPipeError:
+            _quiet_stdout()
             sys.exit(0)
+        except OSError as e:
+            if e.filename is not None or debug:  # a file: convdiag.load reports those itself
+                raise
+            _quiet_stdout()
+            _fail(f"stdout: cannot write the output ({e.strerror or e})", 2)
         except Exception as e:
             if debug:
                 raise

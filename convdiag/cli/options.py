@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 import click
 
 from convdiag.load.options import (
+    MAX_PAD_TO,
     MAX_SEED,
     DatasetOptions,
     ModelOptions,
     RecipeOptions,
     RunOptions,
 )
+from convdiag.load.recipe import MAX_KERNEL
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -162,7 +164,7 @@ def model_options(f: F) -> F:
         ),
         click.option(
             "--pad-to",
-            type=click.IntRange(min=1),
+            type=click.IntRange(1, MAX_PAD_TO),
             default=32,
             show_default=True,
             help="Zero-pad images at the bottom/right to a multiple of this.",
@@ -187,9 +189,9 @@ def recipe_options(f: F) -> F:
     opts = [
         click.option("--labels", type=click.Choice(["hard", "soft"]), default=None,
                      help="Label kind (default hard)."),
-        click.option("--kernel", type=click.IntRange(min=1), default=None,
+        click.option("--kernel", type=click.IntRange(1, MAX_KERNEL), default=None,
                      help="Soft-label window in cells (default 3)."),
-        click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=None,
+        click.option("--sigma", type=click.FloatRange(0, MAX_KERNEL, min_open=True), default=None,
                      help="Soft-label sigma in cells (default 1.0)."),
         click.option("--trunc", type=click.FloatRange(0, 1), default=None,
                      help="Soft values below this become 0 (default 0.1)."),

@@ -179,7 +179,19 @@ def load_checkpoint(
     classification head, a shape mismatch, an unreadable file or a refused pickle ->
     InputError naming the file.
     """
-    p = Path(path)
+    loaded = _load(Path(path), model, model_args, trust)
+    for name, t in loaded.model.state_dict().items():
+        if isinstance(t, torch.Tensor) and t.is_meta:
+            raise InputError(
+                f"{path}: {name} is a meta-device tensor (a shape without data): save the "
+                "checkpoint after its weights are materialised"
+            )
+    return loaded
+
+
+def _load(
+    p: Path, model: str | None, model_args: dict[str, Any] | None, trust: bool
+) -> LoadedCheckpoint:
     kind = sniff(p)
     notes: list[str] = []
     if kind == "safetensors":

@@ -156,6 +156,8 @@ def _detect(path: Path, fmt: str) -> tuple[str, Path]:
         raise InputError(f"{path}: cannot access ({e.strerror})") from None
     if not exists:
         raise InputError(f"{path}: {absent_reason(path)}")
+    if not path.is_file() and not path.is_dir():
+        raise InputError(f"{path}: a FIFO or device, not a dataset file or folder")
     if path.is_file():
         suffix = path.suffix.lower()
         if fmt == "masks":

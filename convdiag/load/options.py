@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_SEED = 2**32 - 1  # what every generator takes (numpy SeedSequence, torch, random)
+MAX_PAD_TO = 1024  # --pad-to: a multiple beyond any detector's stride only costs memory
 
 
 @dataclass(frozen=True)

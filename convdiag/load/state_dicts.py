@@ -162,6 +162,11 @@ def load_weights(
             f"{theirs or 'no tensors'}; the model expects {ours}"
         )
     for k in common:
+        if renamed[k].is_meta:
+            raise InputError(
+                f"{path}: {k} is a meta-device tensor (a shape without data): save the "
+                "checkpoint after its weights are materialised"
+            )
         if tuple(renamed[k].shape) != tuple(own[k].shape):
             raise InputError(
                 f"{path}: checkpoint does not fit the model ({source}): {k} has shape "

@@ -64,7 +64,7 @@ def _apply(recipe: Recipe, rid: str, p: dict[str, Any]) -> Recipe:
     if rid == "soft-labels":
         r.labels, r.kernel, r.sigma, r.trunc = (
             "soft",
-            int(p["kernel"]),
+            p["kernel"],  # checked (a whole number in range) by the Recipe
             float(p["sigma"]),
             float(p["trunc"]),
         )
@@ -83,7 +83,7 @@ def _apply(recipe: Recipe, rid: str, p: dict[str, Any]) -> Recipe:
     elif rid == "oversample":
         r.oversample = float(p["p"])
     elif rid == "copy-paste":
-        r.copy_paste = int(p["n"])
+        r.copy_paste = p["n"]  # checked by the Recipe
     elif rid == "level-change":
         r.head = level_name(p["level"])
     elif rid == "fused-head":

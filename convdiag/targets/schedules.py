@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 from convdiag.errors import InputError
+from convdiag.load.recipe import MAX_KERNEL
 
 
 def _fmt_float(x: float) -> str:
@@ -71,10 +72,10 @@ def parse_schedule(text: str) -> Schedule:
             raise InputError(
                 f"--schedule {raw!r}: phase ends must increase ({end:g} after {prev:g})"
             )
-        if k < 1:
-            raise InputError(f"--schedule {raw!r}: kernel {k} must be >= 1")
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise InputError(f"--schedule {raw!r}: sigma {sigma:g} must be positive")
+        if not 1 <= k <= MAX_KERNEL:
+            raise InputError(f"--schedule {raw!r}: kernel {k} must be 1 to {MAX_KERNEL}")
+        if not (math.isfinite(sigma) and 0 < sigma <= MAX_KERNEL):
+            raise InputError(f"--schedule {raw!r}: sigma {sigma:g} must be in (0, {MAX_KERNEL}]")
         phases.append((end, k, sigma))
     if phases[-1][0] != 1.0:
         raise InputError(f"--schedule {raw!r}: the last phase must end at 1.0")

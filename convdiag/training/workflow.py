@@ -117,6 +117,12 @@ def new_model_spec(recipe: Recipe, opts: ModelOptions, prior: float, width: int 
         return ModelSpec(
             opts.model, parse_model_args(opts.model_args), opts.adapter, opts.outputs, opts.pad_to
         )
+    if prior >= 1.0:
+        raise InputError(
+            f"every {recipe.level} cell of the training images holds a target (label prior "
+            f"{prior:g}): the reference detector's prior bias cannot be set and there is no "
+            "background to learn; use a finer level (--head) or check the labels"
+        )
     args: dict[str, Any] = {
         "head": recipe.head,
         "width": width,
