@@ -16,7 +16,8 @@ Fault types (recipe -> the truth it is meant to produce; the truth decides):
     dead-network           a learning rate of 3 (dead head / dead units)
     non-finite-outputs     a healthy model with one NaN weight
     gradient-starvation    hard labels, BCE, OHEM 3:1
-    offset-head-untrained  soft labels, focal loss at P4, offset loss weight 0
+    offset-head-untrained  soft labels, focal loss at P3, offset loss weight 0 (P4 leaves the
+                           small images a 4x6 grid, too coarse to classify in 300 steps)
     healthy-soft-focal     soft 3x3 labels, focal loss at P2
     healthy-hard-centred   hard labels, BCE, prior bias, target-centred crops (p 0.5)
 across seeds, two synthetic variants (SNR, clutter, targets per image) and two model
@@ -25,7 +26,8 @@ an adapter, ``--model faults:user_net --adapter faults:user_adapter``).
 
 Truth (plain evaluation on the validation images, decode + one-to-one matching at r = 3 px
 against the labels the model was meant to learn and against the labels analyzed), first
-match wins: non-finite outputs; dead (max score < 1e-4 or score std < 1e-6); label shift
+match wins: non-finite outputs; dead (max score < 1e-4 or score std < 1e-6, or best F1 <
+0.1 with half of all ReLU channels constant over the set, by forward hooks); label shift
 (learned: best F1 >= 0.5 on the true labels, and the analyzed labels lose >= 0.2 F1 or
 their matched pairs sit >= 0.35 px off on average, 0.25 px more than against the true
 ones); offset head untrained (cell-level F1, matched within r + 0.71 stride of the cell
@@ -33,7 +35,7 @@ centres, >= 0.3, offset std at target cells < 5% of the true offsets'); fp-flood
 per image and precision < 0.3 at 0.5); regression collapse (best F1 < 0.5 while
 cell-level F1 >= 0.5 and the offset std ratio < 0.5); calibration collapse (best F1 over
 thresholds 0.001-0.95 >= 0.5, F1 at 0.5 under half of it); background collapse (best F1
-< 0.2); healthy (F1 at 0.5 >= 0.5); otherwise "unclear" (partly learned; left out of the
+< 0.1); healthy (F1 at 0.5 >= 0.5); otherwise "unclear" (partly learned; left out of the
 rates, and counted).
 A run meant to fail that learned is healthy. Gradient starvation has no signature in a
 plain evaluation apart from a collapse, so its runs are scored as whatever they measured.
@@ -99,7 +101,7 @@ FAULTS: dict[str, tuple[dict[str, Any], str | None, str | None]] = {
     "dead-network": ({"lr": 3.0}, None, None),
     "non-finite-outputs": (SOFT_FOCAL, "healthy-soft-focal", "nan"),
     "gradient-starvation": ({"ohem": 3.0}, None, None),
-    "offset-head-untrained": ({"head": "P4", **SOFT_FOCAL, "reg_weight": 0.0}, None, None),
+    "offset-head-untrained": ({"head": "P3", **SOFT_FOCAL, "reg_weight": 0.0}, None, None),
 }
 # finding ids that name each truth correctly when ranked first
 ACCEPT = {
@@ -191,6 +193,19 @@ def plain_eval(runner: Any, true_ds: PointDataset, given_ds: PointDataset) -> di
     d_given: list[np.ndarray] = []
     p_off: list[np.ndarray] = []
     t_off: list[np.ndarray] = []
+    lo: dict[int, Tensor] = {}
+    hi: dict[int, Tensor] = {}
+
+    def hook(mod: nn.Module, _inp: Any, out: Tensor) -> None:
+        # per-channel range of every ReLU's output over the whole set
+        k = id(mod)
+        mn, mx = out.amin(dim=(0, 2, 3)), out.amax(dim=(0, 2, 3))
+        lo[k] = torch.minimum(lo[k], mn) if k in lo else mn
+        hi[k] = torch.maximum(hi[k], mx) if k in hi else mx
+
+    hooks = [
+        m.register_forward_hook(hook) for m in runner.model.modules() if isinstance(m, nn.ReLU)
+    ]
     runner.model.eval()
     with torch.no_grad():
         for b, bg in zip(
@@ -224,12 +239,17 @@ def plain_eval(runner: Any, true_ds: PointDataset, given_ds: PointDataset) -> di
                         j, i = int(x // s), int(y // s)
                         p_off.append(reg[k, :, i, j].double().numpy())
                         t_off.append(np.array([x / s - j, y / s - i]))
+    for h in hooks:
+        h.remove()
+    const = [((hi[k] - lo[k]).abs() <= 1e-6 * (1 + hi[k].abs())) for k in lo]
+    n_ch = sum(int(c.numel()) for c in const)
     all_s = np.concatenate(scores) if scores else np.zeros(1)
     fin = all_s[np.isfinite(all_s)]
     res: dict[str, Any] = {
         "nonfinite": nonfinite,
         "max_score": float(fin.max()) if len(fin) else 0.0,
         "score_std": float(fin.std()) if len(fin) else 0.0,
+        "dead_share": sum(int(c.sum()) for c in const) / n_ch if n_ch else None,
     }
     for name, met in (("true", m_true), ("given", m_given), ("cell", m_cell)):
         assert met is not None
@@ -265,6 +285,8 @@ def truth_of(e: dict[str, Any], relabelled: bool) -> str:
         return "non-finite-outputs"
     if e["max_score"] < 1e-4 or e["score_std"] < 1e-6:
         return "dead-network"
+    if e["true_best_f1"] < 0.1 and (e.get("dead_share") or 0.0) >= 0.5:
+        return "dead-network"
     if relabelled and e["true_best_f1"] >= 0.5:
         lost = e["given_best_f1"] <= e["true_best_f1"] - 0.2
         gt_off, gv_off = e["true_offset_px"], e["given_offset_px"]
@@ -280,7 +302,7 @@ def truth_of(e: dict[str, Any], relabelled: bool) -> str:
         return "regression-collapse"
     if e["true_best_f1"] >= 0.5 and e["true_f1_05"] < 0.5 * e["true_best_f1"]:
         return "calibration-collapse"
-    if e["true_best_f1"] < 0.2:
+    if e["true_best_f1"] < 0.1:
         return "background-collapse"
     return "healthy" if e["true_f1_05"] >= 0.5 else "unclear"
 
