@@ -314,14 +314,19 @@ def _proc(args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120, **kw)  # fmt: skip
 
 
-def test_stdout_that_cannot_take_the_output(w: dict[str, Path]) -> None:
-    res = _proc(["-m", "convdiag", "labels", str(w["data"])], env={"PYTHONIOENCODING": "ascii"})
+def test_stdout_that_cannot_take_the_output(tmp_path: Path) -> None:
+    data = tmp_path / "données"  # the title names it: not ASCII
+    (data / "images").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(data / "images" / "a.png")
+    (data / "points.csv").write_text("image,x,y\nimages/a.png,2,2\n")
+    res = _proc(["-m", "convdiag", "labels", str(data / "points.csv")],
+                env={"PYTHONIOENCODING": "ascii"})  # fmt: skip
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "stdout" in lines[0] and "PYTHONIOENCODING" in lines[0], lines
+    report = _report(tmp_path, json.dumps(GOOD))
     with open("/dev/full", "w") as full:
-        res = _proc(["-m", "convdiag", "labels", str(w["data"]), "--format", "json"],
-                    stdout=full)  # fmt: skip
+        res = _proc(["-m", "convdiag", "show", str(report), "--format", "json"], stdout=full)
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip() == "convdiag: error: stdout: cannot write the output (No space " \
         "left on device)", res.stderr  # fmt: skip
