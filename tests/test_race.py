@@ -208,7 +208,7 @@ def test_budgets_are_kept_with_an_injected_clock(
         clock.t += 1.0  # one second per training step, validations free
 
     rep = _race(tmp_path / "a", ckpt, tiny_dataset, None, 60.0, clock, tick)["race"]
-    assert rep["stopped"] is None  # planned to fit: 3 calibration steps + the race
+    assert rep["stopped"] is None  # planned to fit: 6 calibration steps + the race
     assert 0.6 * 60 <= clock.t <= 60 and rep["seconds"] <= 60
     assert rep["plan"]["rungs"][-1]["steps"] >= 8
 

@@ -38,7 +38,7 @@ from convdiag.training.race_arms import BASELINE, Arm, ArmTask, best_combination
 from convdiag.training.race_plan import RacePlan, halving_order, plan_for_budget, plan_rungs
 
 START = "_start"  # the checkpoint's weights as an arm file: where the combination starts
-CALIBRATION_STEPS = 3
+CALIBRATION_STEPS = 5
 
 
 class RaceInterrupted(KeyboardInterrupt):
@@ -145,24 +145,39 @@ def _calibrate(
     clock: Callable[[], float],
     on_step: Callable[[str, int], None] | None = None,
 ) -> tuple[float, float]:
-    """(seconds per training step, seconds per validation), measured on a throwaway copy of
-    the baseline arm: CALIBRATION_STEPS steps, then one validation."""
+    """(seconds per training step, seconds per arm and rung besides its steps), measured on
+    a throwaway copy of the baseline arm: one warm-up step (not timed), CALIBRATION_STEPS
+    timed steps, then one validation and one save and load of the arm's checkpoint."""
     import copy
+    import tempfile
 
+    from convdiag.load.checkpoint import load_checkpoint, save_checkpoint
     from convdiag.training.evaluate import evaluate
     from convdiag.training.loop import train
 
     train_ds, val_ds = data
     rec = Recipe.from_dict(cfg.base.to_dict())
     runner = spec.runner(copy.deepcopy(model), _device(cfg))
-    t0 = clock()
-    tick = (lambda s, i: on_step("calibration", s)) if on_step else None
-    train(runner, train_ds, None, rec, CALIBRATION_STEPS * 20, stop_at=CALIBRATION_STEPS,
-          on_step=tick, cache=shared_cache(train_ds))  # fmt: skip
+    cache = shared_cache(train_ds)
+    times: list[float] = []
+
+    def tick(step: int, info: Any) -> None:
+        if on_step:
+            on_step("calibration", step)
+        times.append(clock())
+
+    train(runner, train_ds, None, rec, (CALIBRATION_STEPS + 1) * 20,
+          stop_at=CALIBRATION_STEPS + 1, on_step=tick, cache=cache)  # fmt: skip
     t1 = clock()
     evaluate(runner, val_ds, rec, batch_size=rec.batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "arm.pt"
+        save_checkpoint(path, runner.model, spec.factory, spec.args, rec.to_dict())
+        o = cfg.model_opts
+        load_checkpoint(path, o.model, dict(o.model_args), o.trust_checkpoint)
     t2 = clock()
-    return max((t1 - t0) / CALIBRATION_STEPS, 1e-6), max(t2 - t1, 0.0)
+    step_s = (times[-1] - times[0]) / CALIBRATION_STEPS
+    return max(step_s, 1e-6), max(t2 - t1, 0.0)
 
 
 def run_race(
