@@ -126,7 +126,8 @@ def plot_race(race: dict[str, Any], path: Path) -> None:
     for i, a in enumerate(race.get("arms", [])):
         done = a.get("rungs") or {}
         pts = sorted((int(v["step"]), v.get("metric"), v.get("best_f1")) for v in done.values())
-        if a.get("kind") != "combo" and start:
+        arch = any(r.get("id") in ("level-change", "fused-head") for r in a.get("remedies", []))
+        if start and not arch:  # every arm starts from the checkpoint's weights
             pts = [(0, start.get("f1_at_0.5"), start.get("best_f1")), *pts]
         c = "black" if a.get("kind") == "baseline" else f"C{i % 10}"
         xs = [p[0] for p in pts]
