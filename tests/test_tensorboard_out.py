@@ -75,7 +75,12 @@ def test_analyze_and_retrain_write_into_the_users_run(
     acc = EventAccumulator(str(outs["tb"]), size_guidance={"images": 0, "tensors": 0})
     acc.Reload()
     images = set(acc.Tags()["images"])
-    assert {"convdiag/P2/gradients", "convdiag/P2/scores", "convdiag/curves"} <= images
+    assert {
+        "convdiag/P2/gradients",
+        "convdiag/P2/scores",
+        "convdiag/P2/labels",
+        "convdiag/curves",
+    } <= images  # gradient map, score histogram, label overlay
     shot = acc.Images("convdiag/P2/gradients")[0]
     with Image.open(outs["analyze"] / "P2_gradients.png") as im:
         assert (shot.width, shot.height, shot.step) == (*im.size, 300)

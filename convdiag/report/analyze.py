@@ -151,10 +151,11 @@ def write_report(report: dict[str, Any], arrays: dict[str, Any], out: str | Path
     from convdiag.report.analyze_plots import write_plots
     from convdiag.report.analyze_report import render_markdown
     from convdiag.report.html import write_html
+    from convdiag.report.label_plots import with_label_overlays
     from convdiag.report.saved_arrays import load_arrays, save_arrays, saved_data
 
     path = Path(out)
-    save_arrays(path, arrays)
+    save_arrays(path, with_label_overlays(report, arrays))
     report["plots"] = write_plots(saved_data(report), load_arrays(path), path)
     write_json(path / "report.json", report)
     atomic_write_text(path / "report.md", render_markdown(report))

@@ -208,6 +208,24 @@ def plot_overlay(arrays: dict[str, Any], path: str | Path) -> None:
     save_png(fig, path)
 
 
+def with_label_overlays(report: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
+    """An analyze report's arrays with, per level, the label overlay (``overlay_arrays``) of
+    its gradient example image under ``"labels"``, with the recipe's kernel, sigma, trunc."""
+    rec = report.get("recipe") or {}
+    kernel, sigma = int(rec.get("kernel") or 3), float(rec.get("sigma") or 1.0)
+    t = rec.get("trunc")
+    trunc = 0.1 if t is None else float(t)
+    out = {}
+    for lv, per in arrays.items():
+        ex = (per.get("gradients") or {}).get("example") if isinstance(per, dict) else None
+        if ex is None:
+            out[lv] = per
+            continue
+        sample = (f"image #{ex['index']}", ex["image"], ex["points"])
+        out[lv] = {**per, "labels": overlay_arrays([sample], [lv], kernel, sigma, trunc)}
+    return out
+
+
 def draw_labels(report: dict[str, Any], arrays: dict[str, Any], out: Path) -> list[str]:
     """Every plot of a saved labels report under ``out`` (the overlay when report.npz holds
     one, then the positive fraction); returns the file names."""

@@ -144,21 +144,33 @@ def write_analyze_tensorboard(
     out: Path | None = None,
 ) -> list[str]:
     """An analyze report into ``logdir`` at the step its checkpoint was trained to
-    (``report["checkpoint_step"]``, 0 when unknown): with the plots in ``out`` when it was
-    written, else drawn (the same way, from the saved arrays) into a temporary folder."""
+    (``report["checkpoint_step"]``, 0 when unknown): its plots from ``out`` when it was
+    written there, else drawn (the same way, from the saved arrays) into a temporary folder,
+    and per level the label overlay of the example image (``label_plots``), drawn from the
+    arrays saved in report.npz."""
     import tempfile
 
-    step = int(report.get("checkpoint_step") or 0)
-    if out is not None and report.get("plots"):
-        return write_tensorboard(report, logdir, step, out)
     from convdiag.report.analyze_plots import write_plots
+    from convdiag.report.label_plots import plot_overlay, with_label_overlays
     from convdiag.report.saved_arrays import load_arrays, save_arrays, saved_data
 
+    step = int(report.get("checkpoint_step") or 0)
+    data = saved_data(report)
     with tempfile.TemporaryDirectory(prefix="convdiag-tb-") as tmp:
-        save_arrays(tmp, arrays)
-        data = saved_data(report)
-        data["plots"] = write_plots(data, load_arrays(tmp), Path(tmp))
-        return write_tensorboard(data, logdir, step, Path(tmp))
+        t = Path(tmp)
+        if out is not None and data.get("plots"):
+            saved, base = load_arrays(out), out
+        else:
+            save_arrays(t, with_label_overlays(report, arrays))
+            saved, base = load_arrays(t), t
+            data["plots"] = write_plots(data, saved, t)
+        plots = {lv: dict(v) for lv, v in (data.get("plots") or {}).items()}
+        for lv, per in saved.items():
+            if isinstance(per, dict) and per.get("labels"):
+                plot_overlay(per["labels"], t / f"{lv}_labels.png")
+                plots.setdefault(lv, {})["labels"] = str(t / f"{lv}_labels.png")  # absolute
+        data["plots"] = plots
+        return write_tensorboard(data, logdir, step, base)
 
 
 def write_run_tensorboard(
