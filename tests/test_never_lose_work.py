@@ -183,6 +183,9 @@ def _direct_writes(path: Path) -> list[str]:
             if not modes:
                 continue  # read
             text = modes[0].value if isinstance(modes[0], ast.Constant) else "?"
+            flags = ast.unparse(modes[0])
+            if "O_RDONLY" in flags and not any(f in flags for f in ("WRONLY", "RDWR", "CREAT")):
+                continue  # os.open(path, os.O_RDONLY | ...): a read
             target = ast.unparse(node.args[0]) if node.args else ""
             if any(c in str(text) for c in "wax+?") and target != "os.devnull":
                 found.append(f"{path.name}:{node.lineno} open({target}, {text!r})")

@@ -24,20 +24,21 @@ from convdiag.load.reads import cause as _cause
 
 
 def prepare_out_dir(
-    out: str | os.PathLike[str], run_files: Sequence[str] = (), hint: str = ""
+    out: str | os.PathLike[str], run_files: Sequence[str] = (), hint: str = "", data: bool = False
 ) -> Path:
     """Create ``out`` (and parents) and check that it is writable; InputError otherwise.
 
     Inside an output set the folder is locked for the set (``.convdiag.lock``: a second
     process refuses, a dead process's lock is replaced) and may not be, or lie inside, a
     dataset folder the set reads. With ``run_files``, a folder already holding one of them
-    is refused (``hint`` says how to continue: e.g. --resume or --force).
+    is refused (``hint`` says how to continue: e.g. --resume or --force). ``data``: the
+    folder is a dataset being written (synth), which the same command may then read.
     """
     path = Path(out)
     s = _current()
     resolved = path.resolve()
-    for data, what in s.inputs if s else []:
-        _refuse_inside(resolved, str(out), data, what)
+    for folder, what in s.inputs if s and not data else []:
+        _refuse_inside(resolved, str(out), folder, what)
     held = [n for n in run_files if (path / n).exists()]
     if held:
         raise InputError(f"--out {out} already holds a run ({', '.join(held)}){hint}")
@@ -45,7 +46,8 @@ def prepare_out_dir(
     if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
         raise InputError(f"--out {out}: not a writable directory")
     if s is not None:
-        s.outs.append((resolved, str(out)))
+        if not data:
+            s.outs.append((resolved, str(out)))
         _lock(path, str(out))
     return path
 

@@ -256,7 +256,7 @@ def synthesize(
     ids = [f"{i:0{width}d}" for i in range(config.n)]
     if out_dir.is_dir():
         _check_out(out_dir, force, {f"{i}.png" for i in ids})
-    prepare_out_dir(out_dir)
+    prepare_out_dir(out_dir, data=True)
     for sub in ("images", "masks"):
         make_dir(out_dir / sub, "DIR")
 
