@@ -4,6 +4,7 @@ with convdiag's own event reader (scalars) and with the tensorboard package's re
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,22 @@ def test_bad_logdir_is_one_error_line(tmp_path: Path) -> None:
         line = error_line(run_cli([*args, "--tensorboard", taken]))
         assert "--tensorboard" in line and "file" in line, line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_train_writes_its_curves_at_their_steps(tiny_dataset: Path, tmp_path: Path) -> None:
+    from bad.helpers import run_cli
+
+    tb = tmp_path / "tb"
+    args = ["train", tiny_dataset, "--steps", 4, "--eval-every", 2, "--out", tmp_path / "run"]
+    res = run_cli([*args, "--tensorboard", tb, "--format", "json"])
+    assert res.code == 0, res.stderr
+    raw = read_tensorboard(sorted(tb.glob("events.out.tfevents.*")), tb)
+    with (tmp_path / "run" / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    steps = [float(r["step"]) for r in rows if r["f1_at_0.5"]]
+    assert steps
+    assert raw.columns["convdiag/train/f1_at_0.5"].x.tolist() == steps
+    acc = EventAccumulator(str(tb), size_guidance={"images": 0})
+    acc.Reload()
+    assert [i.step for i in acc.Images("convdiag/curves")] == [4]  # at the last step
