@@ -234,7 +234,7 @@ def test_race_on_the_command_line_and_show(
     assert res.code == 0, res.stderr
     race = json.loads(res.stdout)
     assert race["winner"] and race["verdict"]
-    assert {"race.png", "race.md", "report.json", "winner.pt", "race.json"} <= {
+    assert {"race.png", "race.md", "report.json", "report.html", "winner.pt", "race.json"} <= {
         p.name for p in out.iterdir()
     }
     report = json.loads((out / "report.json").read_text())

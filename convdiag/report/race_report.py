@@ -150,13 +150,16 @@ def _nan(v: Any) -> float:
 
 
 def write_race(report: dict[str, Any], out: Path) -> None:
-    """report.json (the analysis with its ``race``), race.md and race.png under ``out``."""
+    """report.json (the analysis with its ``race``), race.md, race.png and report.html (the
+    page ``show --format html`` renders) under ``out``."""
+    from convdiag.load.files import atomic_write_text
+    from convdiag.report.html import write_html
+
     race = report["race"]
     plot_race(race, out / "race.png")
-    from convdiag.load.files import atomic_write_text
-
     atomic_write_text(out / "race.md", race_markdown(race) + measured_markdown(report))
     write_json(out / "report.json", report)
+    write_html(out, report)
 
 
 def fmt_gain(v: Any) -> str:
