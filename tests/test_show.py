@@ -66,14 +66,12 @@ def _race_report() -> dict:
 
 
 def test_show_renders_and_redraws_a_raced_report(tmp_path: Path) -> None:
-    from convdiag.report.html import write_html
     from convdiag.report.race_report import write_race
 
     out = tmp_path / "race"
     out.mkdir()
     report = _race_report()
-    write_race(report, out)  # report.json and race.png, as retrain --race writes them
-    write_html(out, report)
+    write_race(report, out)  # report.json, race.png and report.html, as retrain --race does
     md = run("show", out, "--format", "markdown")
     assert md.exit_code == 0 and "measured gain" in md.stdout and "background-collapse" in md.stdout
     page = run("show", out, "--format", "html").stdout

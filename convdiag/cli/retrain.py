@@ -253,9 +253,6 @@ def _race(checkpoint: str, data: str, dataset: DatasetOptions, model_opts: Model
     race = report["race"]
     race["recipe_defaults"] = defaulted
     write_race(report, out)
-    from convdiag.report.html import write_html
-
-    write_html(out, report)  # with race.png, beside report.json
     if knobs.get("tensorboard"):
         from convdiag.report.tensorboard import write_tensorboard
 
