@@ -250,11 +250,14 @@ def worker_run(task: ArmTask) -> dict[str, Any]:
 
 
 def outcome(arms: list[Arm], plan: Any, state: dict[str, Any]) -> dict[str, Any]:
-    """The winner (best candidate at the last rung every live arm finished), the baseline's
+    """The winner (best candidate at the last rung that every arm in it finished: the last
+    rung, or after a budget stop the one before the partial rung), the baseline's
     metric there, the gain, the noise between rungs, a one-line verdict and every
     candidate's measured gain (``gains``)."""
     base = next(a for a in arms if a.kind == "baseline")
-    done = [i for i in range(len(plan.rungs)) if i in base.rungs]
+    # the last rung every arm in it finished: a budget stop leaves the current one partial
+    complete = int(state.get("rung", len(plan.rungs)))
+    done = [i for i in range(min(complete, len(plan.rungs))) if i in base.rungs]
     if not done:
         return {"winner": None, "verdict": "the race stopped before its first rung ended"}
     last = done[-1]
