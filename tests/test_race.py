@@ -221,6 +221,8 @@ def test_budgets_are_kept_with_an_injected_clock(
     assert rep["stopped"] and rep["stopped"].startswith("budget reached")
     assert slow.t <= 60 * 1.1  # stopped cleanly at the deadline (one step past at most)
     assert rep["verdict"]
+    if rep["winner"]:  # judged at the last whole rung, the one before the partial one
+        assert rep["stopped"] == f"budget reached in rung {rep['final_rung'] + 1}"
 
 
 @pytest.mark.slow
