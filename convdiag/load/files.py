@@ -102,6 +102,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
+def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Copy ``src`` to ``dst`` atomically (``atomic_write_bytes``; part of the output set)."""
+    try:
+        data = Path(src).read_bytes()
+    except OSError as e:
+        raise InputError(f"{src}: cannot read ({_cause(e)})") from None
+    atomic_write_bytes(dst, data)
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write UTF-8 text atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from convdiag.errors import InputError
-from convdiag.load.files import write_json
+from convdiag.load.files import copy_file, write_json
 from convdiag.load.options import DatasetOptions, ModelOptions
 from convdiag.load.recipe import Recipe
 from convdiag.training.race_arms import BASELINE, Arm, ArmTask, best_combination, outcome, train_arm
@@ -354,7 +353,7 @@ def _halve(out: Path, arms: list[Arm], index: int, keep: int, plan: RacePlan,
         if combo is not None and all(a.name != combo.name for a in arms):
             dst = arm_path(out, combo.name)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(arm_path(out, START), dst)
+            copy_file(arm_path(out, START), dst)
             arms.append(combo)
 
 
@@ -365,7 +364,7 @@ def _finite_or_none(v: Any) -> Any:
 
 def _copy_winner(out: Path, winner: str | None) -> None:
     if winner:
-        shutil.copyfile(arm_path(out, winner), out / "winner.pt")
+        copy_file(arm_path(out, winner), out / "winner.pt")
 
 
 def load_state(out: Path, cfg: RaceConfig) -> dict[str, Any]:
