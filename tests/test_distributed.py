@@ -268,6 +268,7 @@ def test_retrain_devices_two_writes_one_checkpoint(
         "history.csv",
         "report.html",
         "report.json",
+        "report.npz",
         "retrained.pt",
     ]
     loaded = load_checkpoint(out / "retrained.pt")

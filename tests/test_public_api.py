@@ -120,7 +120,7 @@ def test_as_remedy_accepts_every_form() -> None:
         as_remedy(("bigger-model", {}))
     with pytest.raises(InputError, match="unknown parameter 'size'"):
         as_remedy({"id": "soft-labels", "params": {"size": 3}})
-    with pytest.raises(InputError, match="architecture advice"):
+    with pytest.raises(InputError, match="advice, not a recipe change"):
         as_remedy("spatial-attention")
     with pytest.raises(InputError, match="use 'ID"):
         as_remedy(42)  # type: ignore[arg-type]

@@ -84,6 +84,8 @@ def _renderers(data: dict[str, Any]) -> tuple[Callable[[Any], None], Callable[[]
     mod: Any
     if kind == "logs":
         from convdiag.report import logs_report as mod
+    elif kind == "logs-compare":
+        from convdiag.report import logs_compare as mod
     elif kind == "analyze":
         from convdiag.report import analyze_report as mod
     elif kind == "retrain":

@@ -15,7 +15,7 @@ def parse_remedy(text: str) -> tuple[str, dict[str, Any]]:
     rid, _, rest = text.partition(":")
     rid = rid.strip()
     if rid in ADVICE_IDS:
-        raise InputError(f"--remedy {rid}: architecture advice, not applied by retrain")
+        raise InputError(f"--remedy {rid}: advice, not a recipe change: retrain does not apply it")
     if rid not in REMEDY_IDS:
         raise InputError(f"--remedy {rid!r}: unknown remedy; use one of {', '.join(REMEDY_IDS)}")
     params: dict[str, Any] = {}

@@ -46,7 +46,9 @@ def remedies_from_report(
         for r in f.get("remedies", []):
             rid = r.get("id")
             if rid not in REMEDY_IDS or not r.get("applied", True):
-                skipped.append({"id": rid, "why": "architecture advice, not applied by retrain"})
+                skipped.append(
+                    {"id": rid, "why": "advice, not a recipe change: retrain does not apply it"}
+                )
                 continue
             if rid in ("level-change", "fused-head") and not is_reference:
                 skipped.append({"id": rid, "why": "changes the architecture of a user model"})

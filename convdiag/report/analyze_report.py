@@ -62,11 +62,13 @@ def remedy_text(r: dict[str, Any]) -> str:
 
 
 def top_remedy(report: dict[str, Any]) -> dict[str, Any] | None:
-    """The first applicable remedy of the first finding that has one."""
+    """The remedy of the first finding that has any: its first applicable one, else its
+    first advice (``applied`` False: a dead network or shifted labels are not fixed by a
+    retrain recipe, and a later finding's remedy would answer the wrong cause)."""
     for f in report.get("findings", []):
-        for r in f.get("remedies", []):
-            if r.get("applied", True):
-                return dict(r)
+        rems = [r for r in f.get("remedies", []) if isinstance(r, dict)]
+        if rems:
+            return dict(next((r for r in rems if r.get("applied", True)), rems[0]))
     return None
 
 
@@ -101,7 +103,10 @@ def summary_panel(report: dict[str, Any]) -> Panel:
         body.append(top["explanation"] + "\n")
     rem = top_remedy(report)
     body.append("Top remedy: ", style="bold")
-    if rem:
+    if rem and not rem.get("applied", True):
+        body.append(remedy_text(rem) + " (advice: retrain does not apply it)\n")
+        body.append(f"  {rem.get('why', '')}", style="dim")
+    elif rem:
         body.append(remedy_text(rem) + "\n")
         body.append(f"  {rem.get('why', '')}\n", style="dim")
         body.append(

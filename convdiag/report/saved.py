@@ -12,11 +12,12 @@ from typing import Any
 from convdiag.errors import InputError
 from convdiag.load.reads import MAX_REPORT_BYTES, read_json
 
-KINDS = ("analyze", "logs", "labels", "retrain", "race", "demo", "sweep", "check")
+KINDS = ("analyze", "logs", "logs-compare", "labels", "retrain", "race", "demo", "sweep", "check")
 # what a report of each kind must hold (beyond a list of findings, when it has any)
 REQUIRED = {
     "analyze": ("findings", "metrics"),
     "logs": ("findings", "metrics"),
+    "logs-compare": ("comparison", "run_reports"),
     "labels": ("levels",),
     "retrain": ("history",),
     "race": ("race",),
@@ -87,8 +88,8 @@ def read_report(path: str | Path) -> dict[str, Any]:
     kind = report_kind(data) if isinstance(data, dict) else None
     if not isinstance(data, dict) or kind is None or not all(k in data for k in REQUIRED[kind]):
         raise InputError(
-            f"{p}: not an analyze report nor a logs, labels, retrain, race, demo, sweep or "
-            "check report"
+            f"{p}: not an analyze report nor a logs, logs-compare, labels, retrain, race, demo, "
+            "sweep or check report"
         )
     if kind in ("analyze", "logs") and data.get("schema") != 1:
         raise InputError(f"{p}: report schema {data.get('schema')!r} is not supported (1)")
