@@ -67,6 +67,13 @@ def _inside(start: int, size: int, length: int) -> int:
     return min(max(start, 0), size - length)
 
 
+def _holding(start: int, at: float, length: int) -> int:
+    """``start`` moved so that [start, start + length) holds the pixel of ``at`` (a crop a
+    few pixels long can otherwise round past its target)."""
+    cell = math.floor(at)
+    return min(max(start, cell - length + 1), cell)
+
+
 def check_knobs(
     ds: PointDataset, crop: tuple[int, int] | None, batch: int | None, lr: float | None
 ) -> None:
@@ -191,8 +198,8 @@ def draw_batch(
                     h, w = img.shape
                 cx, cy = pts[rng.integers(len(pts))]
                 jy, jx = rng.uniform(-0.25, 0.25, size=2) * np.array(crop)
-                top = _inside(round(cy + jy - crop[0] / 2), h, crop[0])
-                left = _inside(round(cx + jx - crop[1] / 2), w, crop[1])
+                top = _inside(_holding(round(cy + jy - crop[0] / 2), cy, crop[0]), h, crop[0])
+                left = _inside(_holding(round(cx + jx - crop[1] / 2), cx, crop[1]), w, crop[1])
             else:
                 top = int(rng.integers(0, max(h - crop[0], 0) + 1))
                 left = int(rng.integers(0, max(w - crop[1], 0) + 1))
