@@ -16,6 +16,7 @@ from convdiag.cli.options import (
     model_options,
     recipe_options,
     run_options,
+    tensorboard_option,
 )
 
 
@@ -51,14 +52,7 @@ from convdiag.cli.options import (
     default=None,
     help="Score threshold of the reported detections (default 0.5).",
 )
-@click.option(
-    "--tensorboard",
-    "tensorboard",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Also write the report into this TensorBoard run folder (your run's logdir), at the "
-    "step the checkpoint was trained to. Needs the tensorboard package.",
-)
+@tensorboard_option
 @dataset_options()
 @model_options
 @recipe_options

@@ -136,6 +136,18 @@ def _parse_model_args(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def tensorboard_option(f: F) -> F:
+    """--tensorboard LOGDIR: the report also goes into the user's TensorBoard run."""
+    return click.option(
+        "--tensorboard",
+        "tensorboard",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Also write the report into this TensorBoard run folder (your run's logdir), at "
+        "the step the checkpoint was trained to. Needs the tensorboard package.",
+    )(f)
+
+
 def model_options(f: F) -> F:
     """Model options: --model, --model-arg, --adapter, --outputs, --pad-to, --trust-checkpoint."""
     opts = [

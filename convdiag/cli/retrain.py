@@ -17,6 +17,7 @@ from convdiag.cli.options import (
     model_options,
     recipe_options,
     run_options,
+    tensorboard_option,
 )
 from convdiag.report.console import emit, progress
 from convdiag.training.distributed import is_main
@@ -93,14 +94,7 @@ def race_options(f: Any) -> Any:
     default=0,
     help="Validate every N steps (default: steps/10).",
 )
-@click.option(
-    "--tensorboard",
-    "tensorboard",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Also write the report into this TensorBoard run folder (your run's logdir), at the "
-    "step the checkpoint was trained to. Needs the tensorboard package.",
-)
+@tensorboard_option
 @race_options
 @dataset_options(with_val=True)
 @model_options

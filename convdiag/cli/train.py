@@ -16,6 +16,7 @@ from convdiag.cli.options import (
     model_options,
     recipe_options,
     run_options,
+    tensorboard_option,
 )
 from convdiag.report.console import emit, fmt_num, md_table, progress, table
 from convdiag.training.distributed import is_main
@@ -50,14 +51,7 @@ from convdiag.training.distributed import is_main
 )
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--force", is_flag=True, help="Replace the run already in OUT.")
-@click.option(
-    "--tensorboard",
-    "tensorboard",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Also write the report into this TensorBoard run folder (your run's logdir), at the "
-    "step the checkpoint was trained to. Needs the tensorboard package.",
-)
+@tensorboard_option
 @dataset_options(with_val=True)
 @model_options
 @recipe_options

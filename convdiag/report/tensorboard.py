@@ -27,14 +27,14 @@ import numpy as np
 from convdiag.errors import InputError
 from convdiag.report.html import plot_entries
 
+NEEDS_PACKAGE = "--tensorboard needs the tensorboard package: pip install 'convdiag[tensorboard]'"
+
 
 def _writer(logdir: str | os.PathLike[str]) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise InputError(
-            "--tensorboard needs the tensorboard package: pip install 'convdiag[tensorboard]'"
-        ) from None
+        raise InputError(NEEDS_PACKAGE) from None
     try:
         return SummaryWriter(log_dir=str(logdir))
     except OSError as e:
@@ -56,9 +56,7 @@ def check_logdir(logdir: str | os.PathLike[str]) -> Path:
     try:
         import tensorboard  # noqa: F401
     except ImportError:
-        raise InputError(
-            "--tensorboard needs the tensorboard package: pip install 'convdiag[tensorboard]'"
-        ) from None
+        raise InputError(NEEDS_PACKAGE) from None
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
