@@ -37,6 +37,7 @@ import numpy as np
 from scipy import stats
 
 from convdiag.analyses.base import AnalysisStep, SumState, safe_div
+from convdiag.load.sample import LabelPairs
 
 REACH_CELLS = 3.0
 EPS_PX = 0.05
@@ -89,53 +90,60 @@ class DisplacementAnalysis(SumState):
         self.reach = max(REACH_CELLS * self.stride, 2.0 * self.radius)
 
     def update(self, step: AnalysisStep) -> None:
-        """Add the targets of one batch."""
-        r = self.radius
-        for (pts, scores), gt, (hh, ww) in zip(step.preds, step.points, step.sizes, strict=True):
+        """Add the targets of one batch: per image its top 2N finite-scored peaks."""
+        for (pts, scores), gt, size in zip(step.preds, step.points, step.sizes, strict=True):
             g = np.asarray(gt, np.float64).reshape(-1, 2)
-            if len(g) == 0:
-                continue
             s = np.asarray(scores, np.float64).reshape(-1)
             keep = np.flatnonzero(np.isfinite(s))[: 2 * len(g)]
-            p = np.asarray(pts, np.float64).reshape(-1, 2)[keep]
-            found, d = nearest_peaks(p, g, self.reach)
-            self._add("targets", float(len(g)))
-            self._add("found", float(found.sum()))
-            df = d[found]
-            if len(df):
-                self._add("sd", df.sum(0))
-                self._add("sdd", df.T @ df)
-                self._add("pos", (df > 1e-9).sum(0).astype(np.float64))
-                self._add("neg", (df < -1e-9).sum(0).astype(np.float64))
-                self._add("within_r", float((np.hypot(df[:, 0], df[:, 1]) < r).sum()))
-                ix = self._bin(df)
-                flat = ix[:, 1] * HIST_BINS + ix[:, 0]
-                nb = HIST_BINS * HIST_BINS
-                self._add("h_n", np.bincount(flat, minlength=nb).astype(np.float64))
-                self._add("h_x", np.bincount(flat, weights=df[:, 0], minlength=nb))
-                self._add("h_y", np.bincount(flat, weights=df[:, 1], minlength=nb))
-                u = np.mod(g[found] / self.stride, 1.0)
-                self._add("su", u.sum(0))
-                self._add("suu", (u * u).sum(0))
-                self._add("sdu", (df * u).sum(0))
-                mi = df.mean(0)
-                self._add("images", 1.0)
-                self._add("si", mi)
-                self._add("ssi", np.outer(mi, mi))
-            sw = g[:, ::-1]
-            ok = (
-                (np.hypot(*(sw - g).T) >= 2 * r)
-                & (sw[:, 0] >= 0)
-                & (sw[:, 0] < ww)
-                & (sw[:, 1] >= 0)
-                & (sw[:, 1] < hh)
-            )
-            if ok.any():
-                fs, _ = nearest_peaks(p, sw[ok], r - 1e-9)
-                fd, _ = nearest_peaks(p, g[ok], r - 1e-9)
-                self._add("swap_n", float(ok.sum()))
-                self._add("swap_hits", float(fs.sum()))
-                self._add("swap_direct_hits", float(fd.sum()))
+            self.add_image(np.asarray(pts, np.float64).reshape(-1, 2)[keep], g, size)
+
+    def add_image(self, peaks: np.ndarray, targets: np.ndarray, size: tuple[int, int]) -> None:
+        """Add one image: peaks [K, 2] and targets [N, 2] (x, y) px, size (H, W). Also
+        used between two annotations of the same targets (``label_agreement``)."""
+        r = self.radius
+        g = np.asarray(targets, np.float64).reshape(-1, 2)
+        p = np.asarray(peaks, np.float64).reshape(-1, 2)
+        hh, ww = size
+        if len(g) == 0:
+            return
+        found, d = nearest_peaks(p, g, self.reach)
+        self._add("targets", float(len(g)))
+        self._add("found", float(found.sum()))
+        df = d[found]
+        if len(df):
+            self._add("sd", df.sum(0))
+            self._add("sdd", df.T @ df)
+            self._add("pos", (df > 1e-9).sum(0).astype(np.float64))
+            self._add("neg", (df < -1e-9).sum(0).astype(np.float64))
+            self._add("within_r", float((np.hypot(df[:, 0], df[:, 1]) < r).sum()))
+            ix = self._bin(df)
+            flat = ix[:, 1] * HIST_BINS + ix[:, 0]
+            nb = HIST_BINS * HIST_BINS
+            self._add("h_n", np.bincount(flat, minlength=nb).astype(np.float64))
+            self._add("h_x", np.bincount(flat, weights=df[:, 0], minlength=nb))
+            self._add("h_y", np.bincount(flat, weights=df[:, 1], minlength=nb))
+            u = np.mod(g[found] / self.stride, 1.0)
+            self._add("su", u.sum(0))
+            self._add("suu", (u * u).sum(0))
+            self._add("sdu", (df * u).sum(0))
+            mi = df.mean(0)
+            self._add("images", 1.0)
+            self._add("si", mi)
+            self._add("ssi", np.outer(mi, mi))
+        sw = g[:, ::-1]
+        ok = (
+            (np.hypot(*(sw - g).T) >= 2 * r)
+            & (sw[:, 0] >= 0)
+            & (sw[:, 0] < ww)
+            & (sw[:, 1] >= 0)
+            & (sw[:, 1] < hh)
+        )
+        if ok.any():
+            fs, _ = nearest_peaks(p, sw[ok], r - 1e-9)
+            fd, _ = nearest_peaks(p, g[ok], r - 1e-9)
+            self._add("swap_n", float(ok.sum()))
+            self._add("swap_hits", float(fs.sum()))
+            self._add("swap_direct_hits", float(fd.sum()))
 
     def _bin(self, d: np.ndarray) -> np.ndarray:
         """Histogram bin (ix, iy) of displacements d [M, 2] (px), clipped to the edges."""
@@ -225,3 +233,21 @@ class DisplacementAnalysis(SumState):
             "direct_hit_share": safe_div(float(self._get("swap_direct_hits")), sn),
         }
         return out
+
+
+def label_agreement(pairs: LabelPairs, radius: float) -> dict[str, Any]:
+    """Displacement from each label of ``pairs`` to the nearest reference point (px; the
+    same statistics as between peaks and labels, at stride 1, so a shift reads as the
+    vector to move the labels by), with the names of the two annotations."""
+    a = DisplacementAnalysis(1, radius)
+    for labels, ref, size in pairs.images.values():
+        a.add_image(ref, labels, size)
+    out = a.compute()
+    out.update(
+        labels=pairs.labels,
+        reference=pairs.reference,
+        file=pairs.file,
+        trained=pairs.trained,
+        images=len(pairs.images),
+    )
+    return out

@@ -12,18 +12,22 @@ from typing import Any
 from convdiag.analyses.label_stats import _target_radius, kernel_for, sigma_for
 from convdiag.diagnosis.findings import Finding, Remedy
 from convdiag.diagnosis.remedy_catalogue import FOCAL_ALPHA, FOCAL_BETA
+from convdiag.diagnosis.rules_shift import agreement_shift
 from convdiag.diagnosis.thresholds import Thresholds
 
 
 def label_findings(stats: dict[str, Any], th: Thresholds | None = None) -> list[Finding]:
     """The risks ``labels`` reports from the label statistics alone (no model): label
-    quantisation, collisions and extreme imbalance, by the shared ``Thresholds``."""
+    quantisation, collisions and extreme imbalance, and a label shift between two
+    annotations of the same targets (``stats["label_agreement"]``), by the shared
+    ``Thresholds``."""
     th = th or Thresholds()
     radius = float(stats["settings"]["radius"])
+    agreed = agreement_shift(stats.get("label_agreement") or {}, th, radius)
     trunc = float(stats["settings"]["trunc"])
     radius_px, _ = _target_radius(stats["settings"])
     levels = sorted(stats["levels"].items(), key=lambda kv: kv[1]["stride"])
-    out: list[Finding] = []
+    out: list[Finding] = [agreed] if agreed is not None else []
     for name, v in levels:
         q = v["quantization_px"]
         finer = [

@@ -27,6 +27,7 @@ import numpy as np
 
 from convdiag.diagnosis.findings import Finding, Remedy
 from convdiag.diagnosis.rules_common import Ctx, ev, pct
+from convdiag.diagnosis.thresholds import Thresholds
 
 CONVENTION_TOL_PX = 0.2  # |mean - (+-0.5, +-0.5)| per axis within this = a coords convention
 
@@ -40,48 +41,73 @@ def convention(mean: list[float]) -> str | None:
     return None
 
 
-def shift(c: Ctx) -> Finding | None:
-    """label-shift for one level, or None (see the module docstring)."""
-    d = c.res.get("displacement")
-    if not d or not d.get("found"):
-        return None
-    th = c.th
-    sw = d.get("swap") or {}
-    swapped = _swapped(c, sw)
-    if swapped is not None:
-        return swapped
+def consistent(d: dict[str, Any], th: Thresholds) -> list[float] | None:
+    """The offset (dx, dy) px named by the displacement statistics ``d`` when they show a
+    consistent shift (the conditions of the module docstring), else None."""
     mean = d.get("mean_px")
-    if mean is None or d["found"] < th.min_targets:
+    if mean is None or not d.get("found") or d["found"] < th.min_targets:
         return None
-    test, per_image = d["test_targets"], d["test_images"]
-    p = test.get("p")
+    p = d["test_targets"].get("p")
+    per_image = d["test_images"]
     p_img = per_image.get("p") if (per_image.get("n") or 0) >= 3 else None
     # the offset named: the mode of the displacements (clutter pulls the mean toward 0)
     vec = d.get("mode_px") or mean
-    norm = float(np.hypot(vec[0], vec[1]))
     side = d.get("dominant_side_share")
-    found = d.get("found_share") or 0.0
     if (
         p is None
         or p >= th.label_shift_p_max
         or (p_img is not None and p_img >= th.label_shift_image_p_max)
         or side is None
         or side < th.label_shift_side_share
-        or found < th.label_shift_found_share
-        or norm < th.label_shift_min_px
+        or (d.get("found_share") or 0.0) < th.label_shift_found_share
+        or float(np.hypot(vec[0], vec[1])) < th.label_shift_min_px
         or (d.get("dominant_slope_share") or 0.0) < -th.label_shift_slope_max
     ):
         return None
-    severity = "error" if norm > c.radius else "warning"
-    dx, dy = float(vec[0]), float(vec[1])
+    return [float(vec[0]), float(vec[1])]
+
+
+def swapped(sw: dict[str, Any], th: Thresholds) -> tuple[int, float, float] | None:
+    """(targets, swapped hit share, direct hit share) when the swap shares ``sw`` show
+    swapped axes, else None."""
+    n, hit, direct = sw.get("targets") or 0, sw.get("swapped_hit_share"), sw.get("direct_hit_share")
+    if n < th.min_targets or hit is None or direct is None:
+        return None
+    if hit < th.label_shift_swap_share or hit < th.label_shift_swap_gain * direct:
+        return None
+    return int(n), float(hit), float(direct)
+
+
+def fix_text(dx: float, dy: float) -> tuple[str | None, str]:
+    """(the --coords value, how to fix) for labels to be moved by (dx, dy) px."""
     coords = convention([dx, dy])
+    if coords:
+        half = 0.5 if coords == "index0" else -0.5
+        return coords, f"read the points with --coords {coords} (moves them by {half:+g} px)"
+    return None, f"move every label by ({dx:+.2f}, {dy:+.2f}) px"
+
+
+def shift(c: Ctx) -> Finding | None:
+    """label-shift for one level, or None (see the module docstring)."""
+    d = c.res.get("displacement")
+    if not d or not d.get("found"):
+        return None
+    th = c.th
+    sw = swapped(d.get("swap") or {}, th)
+    if sw is not None:
+        return _swapped(c, *sw)
+    vec = consistent(d, th)
+    if vec is None:
+        return None
+    mean, test, per_image = d["mean_px"], d["test_targets"], d["test_images"]
+    p = test["p"]
+    p_img = per_image.get("p") if (per_image.get("n") or 0) >= 3 else None
+    side, found = d.get("dominant_side_share"), d.get("found_share") or 0.0
+    dx, dy = vec
+    norm = float(np.hypot(dx, dy))
+    severity = "error" if norm > c.radius else "warning"
+    coords, how = fix_text(dx, dy)
     stride = int(d.get("stride") or 1)
-    half = 0.5 if coords == "index0" else -0.5
-    how = (
-        f"read the points with --coords {coords} (moves them by {half:+g} px)"
-        if coords
-        else f"move every label by ({dx:+.2f}, {dy:+.2f}) px"
-    )
     why = (
         f"the peaks sit ({dx:+.2f}, {dy:+.2f}) px ({dx / stride:+.2f}, {dy / stride:+.2f} "
         f"cells) from the labels on {pct(found)} of the targets; {how}, or fix the "
@@ -142,13 +168,8 @@ def shift(c: Ctx) -> Finding | None:
     )
 
 
-def _swapped(c: Ctx, sw: dict[str, Any]) -> Finding | None:
+def _swapped(c: Ctx, n: int, hit: float, direct: float) -> Finding:
     th = c.th
-    n, hit, direct = sw.get("targets") or 0, sw.get("swapped_hit_share"), sw.get("direct_hit_share")
-    if n < th.min_targets or hit is None or direct is None:
-        return None
-    if hit < th.label_shift_swap_share or hit < th.label_shift_swap_gain * direct:
-        return None
     why = (
         f"a peak lies within {c.radius:g} px of the swapped position (y, x) of {pct(hit)} of "
         f"the off-diagonal targets against {pct(direct)} at (x, y): swap the x and y columns "
@@ -171,6 +192,85 @@ def _swapped(c: Ctx, sw: dict[str, Any]) -> Finding | None:
         f"{pct(direct)} of (x, y). The labels' axes are swapped, not the model wrong. Fix: "
         "swap the x and y columns of the labels.",
         [Remedy("fix-labels", {"swap_xy": True}, why, False)],
+    )
+
+
+def agreement_shift(a: dict[str, Any], th: Thresholds, radius: float) -> Finding | None:
+    """label-shift from the data alone (``labels``): two annotations of the same targets
+    (``analyses.displacement.label_agreement``: a points table beside the masks, keypoints
+    beside their boxes) disagree by a consistent vector or by swapped axes, by the same
+    conditions as between peaks and labels. An error past the match radius."""
+    if not a or not a.get("found"):
+        return None
+    labels, ref, trained = a["labels"], a["reference"], a["trained"]
+    used = (
+        f"convdiag trains on the {labels}"
+        if trained == labels
+        else f"convdiag trains on the {trained}, not on the {labels}; a tool trained on the "
+        f"{labels} learns from labels off the targets"
+    )
+    base = dict(labels=labels, reference=ref, file=a["file"], images=a["images"], radius_px=radius)
+    sw = swapped(a.get("swap") or {}, th)
+    if sw is not None:
+        n, hit, direct = sw
+        how = f"swap the x and y of the {labels}"
+        return Finding(
+            "label-shift",
+            None,
+            ev(
+                **base,
+                swapped_axes=True,
+                swap_targets=n,
+                swapped_hit_share=hit,
+                direct_hit_share=direct,
+                label_shift_swap_share=th.label_shift_swap_share,
+                label_shift_swap_gain=th.label_shift_swap_gain,
+            ),
+            f"The {labels} of {a['file']} have x and y swapped against the {ref}: {pct(hit)} "
+            f"of the {n} targets off the diagonal have their {ref[:-1]} within {radius:g} px "
+            f"of (y, x), {pct(direct)} of (x, y). {used}. Fix: {how}.",
+            [Remedy("fix-labels", {"swap_xy": True, "labels": labels}, how, False)],
+        )
+    vec = consistent(a, th)
+    if vec is None:
+        return None
+    dx, dy = vec
+    norm = float(np.hypot(dx, dy))
+    coords, how = fix_text(dx, dy)
+    test, std = a["test_targets"], a["std_px"]
+    return Finding(
+        "label-shift",
+        None,
+        ev(
+            **base,
+            shift_dx_px=dx,
+            shift_dy_px=dy,
+            coords=coords,
+            p_value=test["p"],
+            mean_dx_px=float(a["mean_px"][0]),
+            mean_dy_px=float(a["mean_px"][1]),
+            std_dx_px=std[0],
+            std_dy_px=std[1],
+            found_share=a.get("found_share"),
+            test_targets=test["n"],
+            side_share=a.get("dominant_side_share"),
+            label_shift_p_max=th.label_shift_p_max,
+            label_shift_min_px=th.label_shift_min_px,
+        ),
+        f"The {labels} of {a['file']} and the {ref} disagree by a consistent "
+        f"({dx:+.2f}, {dy:+.2f}) px (spread {std[0]:.2f} / {std[1]:.2f} px; "
+        f"{pct(a.get('found_share'))} of {a['targets']} targets matched within "
+        f"{a['reach_px']:g} px, p = {test['p']:.2g}): one of the two uses another coordinate "
+        f"convention (0- vs 1-based, pixel corner vs centre). {used}. Fix: {how}.",
+        [
+            Remedy(
+                "fix-labels",
+                {"dx": round(dx, 3), "dy": round(dy, 3), "coords": coords, "labels": labels},
+                how,
+                False,
+            )
+        ],
+        severity="error" if norm > radius else "warning",
     )
 
 

@@ -12,7 +12,7 @@ from convdiag.errors import InputError
 from convdiag.load.imageio import image_size
 from convdiag.load.options import DatasetOptions
 from convdiag.load.reads import parse_json
-from convdiag.load.sample import PointDataset, Record
+from convdiag.load.sample import LabelPairs, PointDataset, Record
 from convdiag.load.sources import COORD_SHIFT, Source, finish, mismatch, read_text, resolve_image
 
 
@@ -32,25 +32,54 @@ def _finite_list(value: Any, length: int | None) -> list[float] | None:
     return out if all(math.isfinite(v) for v in out) else None
 
 
+def _box_centre(ann: dict[str, Any], k: int, path: Path) -> tuple[float, float] | None:
+    """The centre (x + w / 2, y + h / 2) of an annotation's bbox, None without one."""
+    if "bbox" not in ann:
+        return None
+    box = _finite_list(ann["bbox"], 4)
+    if box is None or box[2] < 0 or box[3] < 0:
+        raise _coco_error(path, f"annotation {k}: bbox must be [x, y, w, h] with w, h >= 0")
+    return (box[0] + box[2] / 2.0, box[1] + box[3] / 2.0)
+
+
 def _coco_points(
     ann: dict[str, Any], k: int, path: Path, shift: float
-) -> list[tuple[float, float]]:
-    """Points of one annotation: visible keypoints (v > 0), else the box centre."""
+) -> tuple[list[tuple[float, float]], tuple[float, float] | None]:
+    """(points, box centre) of one annotation: the points are its visible keypoints (v > 0),
+    else its box centre; the centre is returned beside them when it has both."""
+    centre = _box_centre(ann, k, path)
     if ann.get("keypoints"):
         kp = _finite_list(ann["keypoints"], None)
         if kp is None or len(kp) % 3:
             raise _coco_error(path, f"annotation {k}: keypoints must be numbers x,y,v,...")
         pts = [(kp[i] + shift, kp[i + 1] + shift) for i in range(0, len(kp), 3) if kp[i + 2] > 0]
         if pts:
-            return pts
-    if "bbox" in ann:
-        box = _finite_list(ann["bbox"], 4)
-        if box is None or box[2] < 0 or box[3] < 0:
-            raise _coco_error(path, f"annotation {k}: bbox must be [x, y, w, h] with w, h >= 0")
-        return [(box[0] + box[2] / 2.0, box[1] + box[3] / 2.0)]
+            return pts, centre
+    if centre is not None:
+        return [centre], None
     if "keypoints" in ann:
-        return []  # keypoints given, none visible
+        return [], None  # keypoints given, none visible
     raise _coco_error(path, f"annotation {k} has neither bbox nor keypoints")
+
+
+def _pairs(
+    pairs: dict[str, list[tuple[tuple[float, float], tuple[float, float]]]],
+    records: list[Record],
+    path: Path,
+) -> LabelPairs | None:
+    """The keypoints and their boxes' centres in ``records`` (None when none has both)."""
+    images = {
+        r.id: (
+            np.array([a for a, _ in pairs[r.id]]).reshape(-1, 2),
+            np.array([b for _, b in pairs[r.id]]).reshape(-1, 2),
+            r.size,
+        )
+        for r in records
+        if r.id in pairs
+    }
+    if not images:
+        return None
+    return LabelPairs("keypoints", "box centres", str(path), "keypoints", images)
 
 
 def scan_coco(path: Path, opts: DatasetOptions) -> Source:
@@ -92,6 +121,8 @@ def scan_coco(path: Path, opts: DatasetOptions) -> Source:
     if not entries:
         raise InputError(f"no images in {path}")
     points: dict[str, list[tuple[float, float]]] = {i: [] for i in entries}
+    # one-keypoint annotations with a box: (keypoint, box centre), compared by ``labels``
+    pairs: dict[str, list[tuple[tuple[float, float], tuple[float, float]]]] = {}
     for k, ann in enumerate(anns):
         if not isinstance(ann, dict):
             raise _coco_error(path, f"annotations[{k}] is not an object")
@@ -101,7 +132,10 @@ def scan_coco(path: Path, opts: DatasetOptions) -> Source:
             raise _coco_error(path, f"annotations[{k}] refers to unknown image_id") from None
         if ann.get("iscrowd") in (1, True):
             continue
-        points[ident] += _coco_points(ann, k, path, shift)
+        pts, centre = _coco_points(ann, k, path, shift)
+        points[ident] += pts
+        if centre is not None and len(pts) == 1:
+            pairs.setdefault(ident, []).append((pts[0], centre))
 
     def build(ids: list[str]) -> PointDataset:
         records: list[Record] = []
@@ -124,6 +158,8 @@ def scan_coco(path: Path, opts: DatasetOptions) -> Source:
                     f"{path}: point ({x:g}, {y:g}) lies outside image {img.name} of size {h}x{w}"
                 )
             records.append(Record(ident, img, (h, w), pts))
-        return finish(records, skipped, path, "coco")
+        ds = finish(records, skipped, path, "coco")
+        ds.label_pairs = _pairs(pairs, ds.records, path)
+        return ds
 
     return Source(path.parent, "coco", sorted(entries), build)

@@ -106,7 +106,7 @@ def _check_options(opts: DatasetOptions) -> None:
             raise InputError(f"--images {opts.images}: not a folder")
 
 
-def _mask_layout(root: Path) -> tuple[Path, Path] | None:
+def mask_layout(root: Path) -> tuple[Path, Path] | None:
     """(images dir, masks dir) of a mask dataset folder, or None."""
     if (root / "images").is_dir() and (root / "masks").is_dir():
         return root / "images", root / "masks"
@@ -123,7 +123,7 @@ def _files(root: Path, suffix: str) -> list[Path]:
     )
 
 
-def _find_table(root: Path) -> Path | None:
+def find_table(root: Path) -> Path | None:
     if (root / "points.csv").is_file():
         return root / "points.csv"
     tables = _files(root, ".csv")
@@ -170,12 +170,12 @@ def _detect(path: Path, fmt: str) -> tuple[str, Path]:
             f"{path}: cannot tell the dataset format (expected a .csv points table or a COCO "
             ".json file, or a folder); use --data-format"
         )
-    if fmt in ("auto", "masks") and _mask_layout(path) is not None:
+    if fmt in ("auto", "masks") and mask_layout(path) is not None:
         return "masks", path
     if fmt == "masks":
         raise InputError(f"{path}: not a mask dataset (no images/ and masks/ folders)")
     if fmt in ("auto", "points"):
-        table = _find_table(path)
+        table = find_table(path)
         if table is not None:
             return "points", table
         if fmt == "points":
@@ -230,7 +230,7 @@ def _mask_owner(stem: str, ids: dict[str, Path]) -> str | None:
 
 
 def _scan_masks(root: Path, opts: DatasetOptions) -> Source:
-    layout = _mask_layout(root)
+    layout = mask_layout(root)
     assert layout is not None
     img_dir, mask_dir = layout
     images = [f for f in sorted(img_dir.iterdir()) if is_image_file(f) and f.is_file()]

@@ -34,12 +34,29 @@ class Sample:
 
 
 @dataclass
+class LabelPairs:
+    """Two annotations of the same targets, to compare: per image id, ``images[id]`` =
+    (labels [N, 2], reference [M, 2], the image's size (H, W)), points (x, y) px.
+    ``labels`` names the annotation a fix would move (e.g. "points.csv"), ``reference``
+    the one it is compared with (e.g. "mask centroids"); ``file`` where the labels were
+    read; ``trained`` which of the two the dataset's samples use."""
+
+    labels: str
+    reference: str
+    file: str
+    trained: str
+    images: dict[str, tuple[np.ndarray, np.ndarray, tuple[int, int]]]
+
+
+@dataclass
 class PointDataset:
     """Records plus what was skipped while loading, and a reader for one image.
 
     ``reader(record)`` returns the image as float32 grey [H, W] in [0, 1].
     ``skipped`` lists (file, reason) for inputs left out under ``--on-mismatch skip``;
-    ``ignored_masks`` the masks of a mask folder that belong to no image (not samples).
+    ``ignored_masks`` the masks of a mask folder that belong to no image (not samples);
+    ``label_pairs`` a second annotation of the same targets found while reading (COCO
+    keypoints beside their boxes), else None.
     """
 
     records: list[Record]
@@ -48,6 +65,7 @@ class PointDataset:
     format: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ignored_masks: list[str] = field(default_factory=list)
+    label_pairs: LabelPairs | None = None
 
     def __len__(self) -> int:
         return len(self.records)

@@ -10,6 +10,7 @@ from convdiag.diagnosis.labels import label_statistics
 from convdiag.errors import InputError
 from convdiag.load.datasets import load_dataset
 from convdiag.load.files import atomic_write_text, prepare_out_dir, write_json
+from convdiag.load.label_pairs import label_pairs
 from convdiag.load.options import DatasetOptions
 from convdiag.load.sample import PointDataset
 from convdiag.report.html import write_html
@@ -32,7 +33,8 @@ def label_report(
 ) -> tuple[dict[str, Any], PointDataset]:
     """Load DATA and measure its labels at the levels ``names`` (soft with ``kernel`` /
     ``sigma``, or per phase of ``sched``); returns (the labels report, the dataset)."""
-    ds = load_dataset(data, dataset or DatasetOptions())
+    opts = dataset or DatasetOptions()
+    ds = load_dataset(data, opts)
     if len(ds) == 0:
         raise InputError(f"{data}: no images")
     records = [(r.size, r.points) for r in ds.records]
@@ -45,6 +47,7 @@ def label_report(
         schedule=sched,
         radius=radius,
         target_radius_px=target_radius,
+        pairs=label_pairs(ds, data, opts),
     )
     stats = {
         "kind": "labels",

@@ -145,7 +145,8 @@ def render_table(console: Console, stats: dict[str, Any]) -> None:
         console.print("[bold]Risks[/bold] (warnings; exit code unchanged unless --fail-on)")
         for f in findings:
             console.print(
-                f"  [yellow]{f['severity']}[/yellow] {f['id']} [{f['level']}]: {f['explanation']}",
+                f"  [yellow]{f['severity']}[/yellow] {f['id']} [{f['level'] or 'data'}]: "
+                + f["explanation"],
                 highlight=False,
             )
             rem = _finding_remedies(f)
@@ -170,7 +171,7 @@ def render_markdown(stats: dict[str, Any], plots: Sequence[str] = ()) -> str:
     if not findings:
         text += "No label risks found.\n"
     for f in findings:
-        text += f"- **{f['id']}** ({f['severity']}, {f['level']}): {f['explanation']}"
+        text += f"- **{f['id']}** ({f['severity']}, {f['level'] or 'data'}): {f['explanation']}"
         rem = _finding_remedies(f)
         text += f" Remedies: `{rem}`.\n" if rem else "\n"
     text += "\n## Recommendation\n\n"
