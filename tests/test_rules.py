@@ -217,14 +217,18 @@ def test_catalogue_is_one_table() -> None:
     assert REMEDY_DEFAULTS["focal-loss"] == {"alpha": 2.0, "beta": 4.0}
 
 
-def test_ranking_is_measured_f1_plus_half_the_gain() -> None:
+def test_ranking_is_evidence_first_and_the_prior_only_breaks_ties() -> None:
     from convdiag.diagnosis.findings import Remedy
 
+    # no evidence either way: the prior orders them (focal 0.63, pos-weight 0.45, OHEM 0.01)
     order = rank([(Remedy("ohem"), 0.0), (Remedy("pos-weight"), 0.0), (Remedy("focal-loss"), 0.0)])
     assert [r.id for r in order] == ["focal-loss", "pos-weight", "ohem"]
-    # a measured gradient gain of 0.5 lifts pos-weight (0.45 + 0.25) above focal (0.63)
+    # any gain measured on this model outranks a better prior
     order = rank([(Remedy("focal-loss"), 0.0), (Remedy("pos-weight"), 0.5)])
     assert [r.id for r in order] == ["pos-weight", "focal-loss"]
+    # evidence that a remedy hurts puts it behind one without evidence
+    order = rank([(Remedy("focal-loss"), -0.3), (Remedy("ohem"), None)])
+    assert [r.id for r in order] == ["ohem", "focal-loss"]
 
 
 # --------------------------------------------------------------------------- Monitor

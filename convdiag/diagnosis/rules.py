@@ -7,11 +7,13 @@ come from the data (soft-label sigma and kernel from the measured target size at
 level, pos_weight from the measured negatives per positive, the level to move to from the
 label statistics). Verdicts come from measuring the model, never from its recipe alone.
 
-Remedies are ranked by measured evidence: the F1 each reached on the dim synthetic P2 set
-of DESIGN.md "Performance notes" (focal loss alone 0.63, soft labels and the dynamic
-schedule matched it, pos_weight 100 0.45, OHEM 3:1 with hard labels 0.01), plus half the
-gain in target-area gradient share that the counterfactual gradient of the same logits
-under the remedy shows (``analyses.gradients``).
+Remedies are ranked by the evidence on this model (``remedy_catalogue.rank``): the gain in
+target-area gradient share that the counterfactual gradient of the same logits under each
+remedy shows (``analyses.gradients``), capped by this dataset's label statistics. Remedies
+with a gain come first, those without evidence next, those the evidence says hurt last;
+the prior F1 measured once on the synthetic set (``PRIOR_F1``, labelled as a prior with
+``PRIOR_SOURCE`` in each remedy's text) only breaks ties. A raced report replaces all of
+this with the F1 each remedy reached on the user's own model (``retrain --race``).
 """
 
 from __future__ import annotations
