@@ -85,7 +85,10 @@ def command(
     Pooled over the dataset: cells, positive fraction, negatives per positive, collisions,
     offset quantisation against the match radius, the loss of the best constant predictor
     (BCE and focal), the share of the initial gradient on positives; with --soft the soft
-    positive mass, window cells and overlaps. Then risks (warnings) and the level, kernel and
+    positive mass, window cells and overlaps. Where the data holds two annotations of the
+    same targets (a points table beside the masks, COCO keypoints beside their boxes), the
+    two are compared: label-shift when they disagree by a consistent vector (half a pixel,
+    1-based indices) or by swapped x/y. Then risks (warnings) and the level, kernel and
     sigma to use.
 
     \b
