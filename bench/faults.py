@@ -44,7 +44,9 @@ Printed: per truth type and overall, detection rate (any warning or error on a f
 root-cause accuracy (the right finding id ranked first), false-alarm rate (any warning or
 error on a healthy run), each with a Wilson 95% interval, and the confusion table (truth x
 top finding). Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/faults.py --quick``
-(``--workers 2`` on two free cores; ``--json PATH`` keeps every run).
+(``--workers 2`` on two free cores; ``--json PATH`` keeps every run, ``--report PATH``
+prints its tables again). Measured on 2 idle cores: ``--quick`` 156 runs in 3.2 min, the
+full run 260 runs in 14.3 min (README has both tables).
 """
 
 from __future__ import annotations
