@@ -167,3 +167,12 @@ def test_coco_keypoints_as_pixel_indices_disagree_with_their_boxes(
     assert "convdiag trains on the keypoints" in f["explanation"]
     exact = _coco(masks, tmp_path / "coco2", lambda x, y: (x, y))
     assert _shift(_labels(exact)) is None
+
+
+def test_the_console_names_the_finding_for_the_whole_data(masks: Path, tmp_path: Path) -> None:
+    d = _variant(masks, tmp_path / "con", lambda x, y: (x - 0.5, y - 0.5))
+    r = run_cli(["labels", str(d), "--levels", "P2"])
+    assert r.code == 0, r.stderr
+    flat = " ".join(r.stdout.split())
+    assert "label-shift [data]: The table points of" in flat
+    assert "--coords index0" in flat

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from convdiag.report.console import fmt_num, md_table, table
 
@@ -145,8 +146,8 @@ def render_table(console: Console, stats: dict[str, Any]) -> None:
         console.print("[bold]Risks[/bold] (warnings; exit code unchanged unless --fail-on)")
         for f in findings:
             console.print(
-                f"  [yellow]{f['severity']}[/yellow] {f['id']} [{f['level'] or 'data'}]: "
-                + f["explanation"],
+                f"  [yellow]{f['severity']}[/yellow] {f['id']} "
+                + escape(f"[{f['level'] or 'data'}]: {f['explanation']}"),
                 highlight=False,
             )
             rem = _finding_remedies(f)
